@@ -1,0 +1,181 @@
+// The only module that imports onnxruntime-node (enforced by lint).
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism, tmpdir } from 'node:os';
+import { basename, dirname, extname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { Graph } from '../ir/graph.ts';
+import type { DType, TypedArray } from '../ir/types.ts';
+import { emitOnnx, type EmittedModel } from './emit.ts';
+
+export type Provider = 'cpu' | 'cuda' | 'webgpu';
+
+export interface SessionOptions {
+  /** 'auto' (default): cuda when its libraries load, else cpu. webgpu only when asked for. */
+  readonly provider?: 'auto' | Provider;
+  /** Intra-op threads; default: the machine's cores. */
+  readonly threads?: number;
+  readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Lower peak memory (no memory pattern, no weight prepacking) at no measured speed cost on CPU. */
+  readonly lowMemory?: boolean;
+  /** Extra ORT session config entries (e.g. qdq_matmulnbits_accuracy_level). */
+  readonly config?: Readonly<Record<string, string>>;
+}
+
+export interface HostTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly data: TypedArray;
+}
+
+export interface ProviderChoice {
+  readonly provider: Provider;
+  readonly reason: string;
+}
+
+export class RuntimeError extends Error {
+  override readonly name = 'RuntimeError';
+}
+
+const ortBinDir = (): string => {
+  const require = createRequire(import.meta.url);
+  const pkg = dirname(require.resolve('onnxruntime-node/package.json'));
+  return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+};
+
+const cudaLibrary = (): string | undefined => {
+  const file = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+  const path = join(ortBinDir(), file);
+  return existsSync(path) ? path : undefined;
+};
+
+/** Which execution provider to try first, and why, before any session exists. */
+export const planProvider = (requested: SessionOptions['provider'] = 'auto'): ProviderChoice => {
+  if (requested === 'cpu') return { provider: 'cpu', reason: 'cpu: requested' };
+  if (requested === 'webgpu') return { provider: 'webgpu', reason: 'webgpu: requested (experimental)' };
+  const lib = cudaLibrary();
+  if (lib) return { provider: 'cuda', reason: `cuda: ${basename(lib)} is installed` };
+  if (requested === 'cuda') {
+    throw new RuntimeError(
+      'cuda was requested but onnxruntime-node has no CUDA provider here; reinstall it with ' +
+        'ONNXRUNTIME_NODE_INSTALL=cuda12 on a machine with CUDA 12 and cuDNN 9',
+    );
+  }
+  return {
+    provider: 'cpu',
+    reason: 'cpu: onnxruntime-node was installed without its CUDA provider (install with ONNXRUNTIME_NODE_INSTALL=cuda12 for GPUs)',
+  };
+};
+
+const toOrt = (t: HostTensor): ort.Tensor => {
+  const dims = [...t.shape];
+  switch (t.dtype) {
+    case 'bool':
+      return new ort.Tensor('bool', t.data as Uint8Array, dims);
+    case 'float16':
+      return new ort.Tensor('float16', t.data as Uint16Array, dims);
+    case 'float32':
+    case 'float64':
+    case 'int64':
+    case 'int32':
+    case 'uint8':
+      return new ort.Tensor(t.dtype, t.data as never, dims);
+    default:
+      throw new RuntimeError(`cannot feed a ${t.dtype} tensor`);
+  }
+};
+
+const fromOrt = (t: ort.Tensor): HostTensor => ({
+  dtype: t.type === 'float16' ? 'float16' : (t.type as DType),
+  shape: t.dims.map(Number),
+  data: t.data as TypedArray,
+});
+
+/** An ORT inference session over one emitted graph; inputs and outputs are plain typed arrays. */
+export class Session {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly provider: ProviderChoice,
+    private readonly workDir: string | undefined,
+  ) {}
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  static async create(graph: Graph | EmittedModel, o: SessionOptions = {}): Promise<Session> {
+    let workDir: string | undefined;
+    let model: string | Uint8Array;
+    if ('proto' in graph) {
+      if (graph.externalFiles.length > 0) throw new RuntimeError('emit with Session.create(graph) to use external data');
+      model = graph.bytes;
+    } else {
+      const names = new Map<string, string>();
+      const emitted = emitOnnx(graph, {
+        externalLocation: (file) => {
+          let n = names.get(file);
+          if (!n) names.set(file, (n = `external-${names.size}${extname(file)}`));
+          return n;
+        },
+      });
+      if (names.size === 0) model = emitted.bytes;
+      else {
+        // ORT resolves external data relative to the model file and refuses paths outside its folder, so the
+        // weight files are linked (not copied) next to a temporary model file.
+        workDir = mkdtempSync(join(tmpdir(), 'peft-studio-onnx-'));
+        for (const [file, link] of names) symlinkSync(file, join(workDir, link));
+        model = join(workDir, 'model.onnx');
+        writeFileSync(model, emitted.bytes);
+      }
+    }
+    const plan = planProvider(o.provider);
+    const base: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: o.threads ?? availableParallelism(),
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: o.optimization ?? 'all',
+      enableCpuMemArena: true,
+      enableMemPattern: !o.lowMemory,
+      extra: { session: { ...(o.lowMemory ? { disable_prepacking: '1' } : {}) }, ...flatConfig(o.config) },
+    };
+    const open = (providers: string[]) =>
+      typeof model === 'string'
+        ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
+        : ort.InferenceSession.create(model, { ...base, executionProviders: providers });
+    try {
+      if (plan.provider === 'cpu') return new Session(await open(['cpu']), plan, workDir);
+      try {
+        return new Session(await open([plan.provider, 'cpu']), plan, workDir);
+      } catch (err) {
+        if (o.provider === plan.provider) throw err;
+        const reason = `cpu: the ${plan.provider} provider failed to load (${(err as Error).message.split('\n')[0]})`;
+        return new Session(await open(['cpu']), { provider: 'cpu', reason }, workDir);
+      }
+    } catch (err) {
+      if (workDir) rmSync(workDir, { recursive: true, force: true });
+      throw new RuntimeError(`could not create an onnxruntime session: ${(err as Error).message}`);
+    }
+  }
+
+  /** Runs the graph; `fetches` limits which outputs are computed and returned (default: all). */
+  async run(feeds: Readonly<Record<string, HostTensor>>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrt(t);
+    const result = fetches ? await this.session.run(ortFeeds, [...fetches]) : await this.session.run(ortFeeds);
+    const out: Record<string, HostTensor> = {};
+    for (const [name, t] of Object.entries(result)) out[name] = fromOrt(t);
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+    if (this.workDir) rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
+
+const flatConfig = (config: SessionOptions['config']): Record<string, string> => ({ ...(config ?? {}) });
+
+export const ortVersion = (): string => ort.env.versions.node ?? 'unknown';
