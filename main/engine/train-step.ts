@@ -158,6 +158,11 @@ export class TrainStep {
     if (this.scaler && s.lossScaler) this.scaler.load(s.lossScaler);
   }
 
+  /** Copies of the trainable tensors as they are now. */
+  paramsSnapshot(): Param[] {
+    return this.params.map((p) => ({ name: p.name, data: Float32Array.from(p.data) }));
+  }
+
   async release(): Promise<void> {
     await this.session.release();
   }

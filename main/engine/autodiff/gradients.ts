@@ -1,12 +1,25 @@
-import { Graph, GraphBuilder, type Node, type Tensor } from '../ir/graph.ts';
-import { getOp, type VjpCtx } from '../ir/ops/registry.ts';
-import { add, mul } from '../ir/ops/elementwise.ts';
-import { scalarLike } from '../ir/ops/helpers.ts';
-import { reduceSum } from '../ir/ops/reduce.ts';
-import { cast, reshape, squeeze, zeros } from '../ir/ops/shape-ops.ts';
-import { broadcastAxes, dimEq, shapeStr } from '../ir/shape.ts';
-import type { Shape } from '../ir/types.ts';
-import { isFloat } from '../ir/types.ts';
+// Importing the IR's index registers the whole op set, which any graph given here may use.
+import {
+  Graph,
+  GraphBuilder,
+  add,
+  broadcastAxes,
+  cast,
+  dimEq,
+  getOp,
+  isFloat,
+  mul,
+  reduceSum,
+  reshape,
+  scalarLike,
+  shapeStr,
+  squeeze,
+  zeros,
+  type Node,
+  type Shape,
+  type Tensor,
+  type VjpCtx,
+} from '../ir/index.ts';
 
 export interface GradientOptions {
   /** Name of a scalar value to differentiate. */

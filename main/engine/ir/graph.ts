@@ -20,6 +20,14 @@ export interface Node {
   readonly block?: string;
 }
 
+export interface GraphWire {
+  readonly values: ReadonlyMap<number, ValueInfo>;
+  readonly nodes: readonly Node[];
+  readonly inputs: readonly number[];
+  readonly outputs: readonly number[];
+  readonly initializers: ReadonlyMap<number, InitializerData>;
+}
+
 /** An immutable graph. Nodes are stored in a topological order (every input defined before use). */
 export class Graph {
   readonly producer: ReadonlyMap<number, Node>;
@@ -36,6 +44,15 @@ export class Graph {
     for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
     this.producer = producer;
     this.idByName = new Map([...values.values()].map((v) => [v.name, v.id]));
+  }
+
+  /** The graph's data as a structured-clone-safe object (to post to a worker). */
+  toWire(): GraphWire {
+    return { values: this.values, nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.initializers };
+  }
+
+  static fromWire(w: GraphWire): Graph {
+    return new Graph(w.values, w.nodes, w.inputs, w.outputs, w.initializers);
   }
 
   value(id: number): ValueInfo {

@@ -20,10 +20,8 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from 'onnx-buf';
-import type { Graph, Node } from '../ir/graph.ts';
-import { getOp, type EmitCtx } from '../ir/ops/registry.ts';
-import { onnxDtypeCode } from '../ir/ops/shape-ops.ts';
-import { normDim } from '../ir/shape.ts';
+// Importing the IR's index registers the whole op set, which any graph given here may use.
+import { getOp, normDim, onnxDtypeCode, type EmitCtx, type Graph, type Node } from '../ir/index.ts';
 import type { AttrValue, Attrs, DType, Dim, InitializerData, Shape, TensorType, TypedArray } from '../ir/types.ts';
 import { prune } from './prune.ts';
 
