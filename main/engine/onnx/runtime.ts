@@ -1,8 +1,8 @@
 // The only module that imports onnxruntime-node (enforced by lint).
-import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Graph } from '../ir/graph.ts';
 import type { DType, TypedArray } from '../ir/types.ts';
@@ -109,26 +109,36 @@ export class Session {
   static async create(graph: Graph | EmittedModel, o: SessionOptions = {}): Promise<Session> {
     let workDir: string | undefined;
     let model: string | Uint8Array;
+    const config: Record<string, string> = { ...(o.config ?? {}) };
     if ('proto' in graph) {
       if (graph.externalFiles.length > 0) throw new RuntimeError('emit with Session.create(graph) to use external data');
       model = graph.bytes;
     } else {
-      const names = new Map<string, string>();
-      const emitted = emitOnnx(graph, {
-        externalLocation: (file) => {
-          let n = names.get(file);
-          if (!n) names.set(file, (n = `external-${names.size}${extname(file)}`));
-          return n;
-        },
-      });
-      if (names.size === 0) model = emitted.bytes;
-      else {
-        // ORT resolves external data relative to the model file and refuses paths outside its folder, so the
-        // weight files are linked (not copied) next to a temporary model file.
+      const files = new Set<string>();
+      for (const init of graph.initializers.values()) if (init.kind === 'external') files.add(resolve(init.file));
+      const folders = new Set([...files].map((f) => dirname(f)));
+      if (folders.size <= 1) {
+        // ORT reads external data relative to one folder and refuses paths that leave it (links included), so
+        // the model goes in as bytes with that folder named: the weights are mapped where they lie.
+        model = emitOnnx(graph, { externalLocation: (f) => basename(f) }).bytes;
+        const [folder] = folders;
+        if (folder) config['session.model_external_initializers_file_folder_path'] = folder;
+      } else {
+        // Weights spread over several folders: hard links (no copy) gather them beside a temporary model file.
         workDir = mkdtempSync(join(tmpdir(), 'peft-studio-onnx-'));
-        for (const [file, link] of names) symlinkSync(file, join(workDir, link));
+        const names = new Map<string, string>();
+        for (const f of files) {
+          const link = `external-${names.size}${extname(f)}`;
+          names.set(f, link);
+          try {
+            linkSync(f, join(workDir, link));
+          } catch (err) {
+            rmSync(workDir, { recursive: true, force: true });
+            throw new RuntimeError(`cannot reference ${f} without copying it (${(err as Error).message}); keep a model's weight files in one folder`);
+          }
+        }
         model = join(workDir, 'model.onnx');
-        writeFileSync(model, emitted.bytes);
+        writeFileSync(model, emitOnnx(graph, { externalLocation: (f) => names.get(resolve(f))! }).bytes);
       }
     }
     const plan = planProvider(o.provider);
@@ -139,7 +149,7 @@ export class Session {
       graphOptimizationLevel: o.optimization ?? 'all',
       enableCpuMemArena: true,
       enableMemPattern: !o.lowMemory,
-      extra: { session: { ...(o.lowMemory ? { disable_prepacking: '1' } : {}) }, ...flatConfig(o.config) },
+      extra: { ...(o.lowMemory ? { 'session.disable_prepacking': '1' } : {}), ...config },
     };
     const open = (providers: string[]) =>
       typeof model === 'string'
@@ -175,7 +185,5 @@ export class Session {
     if (this.workDir) rmSync(this.workDir, { recursive: true, force: true });
   }
 }
-
-const flatConfig = (config: SessionOptions['config']): Record<string, string> => ({ ...(config ?? {}) });
 
 export const ortVersion = (): string => ort.env.versions.node ?? 'unknown';
