@@ -51,7 +51,7 @@ const differentiable = (c: VjpCase): number[] =>
   c.inputs.flatMap((s, i) => ((s.kind ?? 'float') === 'float' && s.grad !== false ? [i] : []));
 
 /** loss = Σ op(inputs) ⊙ R with a fixed random R, so every output element matters. */
-const buildLoss = (c: VjpCase, dtype: Float, withGrads: boolean) => {
+export const buildLoss = (c: VjpCase, dtype: Float, withGrads: boolean) => {
   const g = new GraphBuilder();
   const xs = c.inputs.map((s, i) => g.input(`x${i}`, s.kind === 'int64' ? 'int64' : s.kind === 'bool' ? 'bool' : dtype, s.shape));
   const y = c.build(...xs);
