@@ -111,11 +111,11 @@ export class TrainStep {
 
   /** Runs forward + backward on one batch and applies the optimizer. */
   async step(batch: Readonly<Record<string, HostTensor>>): Promise<StepResult> {
-    const { grads, loss } = await this.computeGradients(batch);
+    const { grads, loss, finite } = await this.computeGradients(batch);
+    this.scaler?.update(finite);
     const lr = typeof this.o.lr === 'number' ? this.o.lr : lrAt(this.o.lr, this.stepCount);
-    const finite = Number.isFinite(loss) && (this.scaler ? this.scaler.unscale(grads.values()) : true);
     const gradNorm = finite ? globalGradNorm(grads) : NaN;
-    const skipped = !finite || !Number.isFinite(gradNorm);
+    const skipped = !finite || !Number.isFinite(gradNorm) || !Number.isFinite(loss);
     if (!skipped) {
       if (this.o.maxGradNorm !== undefined) clipGradNorm(grads, this.o.maxGradNorm);
       this.optimizer.step(grads, lr);
@@ -124,8 +124,13 @@ export class TrainStep {
     return { step: this.stepCount, loss, gradNorm, lr, skipped };
   }
 
-  /** Loss and gradients (unscaled when mixed precision is on) without updating anything. */
-  async computeGradients(batch: Readonly<Record<string, HostTensor>>): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  /**
+   * Loss and gradients without updating anything. Under mixed precision the gradients are unscaled, and
+   * `finite` is false when the scaled ones overflowed float16.
+   */
+  async computeGradients(
+    batch: Readonly<Record<string, HostTensor>>,
+  ): Promise<{ loss: number; grads: Map<string, Float32Array>; finite: boolean }> {
     const feeds: Record<string, HostTensor> = { ...batch };
     for (const p of this.params) {
       if (p.name in batch) throw new TrainStepError(`batch feeds '${p.name}', which is a trainable tensor`);
@@ -139,7 +144,8 @@ export class TrainStep {
     const out = await this.session.run(feeds, [this.lossName, ...this.gradNames.values()]);
     const grads = new Map<string, Float32Array>();
     for (const [param, gradName] of this.gradNames) grads.set(param, out[gradName]!.data as Float32Array);
-    return { loss: Number(out[this.lossName]!.data[0]), grads };
+    const finite = this.scaler ? this.scaler.unscale(grads.values()) : true;
+    return { loss: Number(out[this.lossName]!.data[0]), grads, finite };
   }
 
   state(): TrainStepState {

@@ -33,25 +33,24 @@ export class DynamicLossScaler {
     return this.scaleValue;
   }
 
-  /** Divides the gradients by the scale in place; false (and the scale backs off) if any is not finite. */
+  /** Divides the gradients by the scale in place; false when any is not finite (they are left as they are). */
   unscale(grads: Iterable<Float32Array>): boolean {
-    const inv = 1 / this.scaleValue;
     const all = [...grads];
-    for (const g of all) {
-      for (let i = 0; i < g.length; i++) {
-        if (!Number.isFinite(g[i]!)) {
-          this.scaleValue *= this.backoff;
-          this.goodSteps = 0;
-          return false;
-        }
-      }
-    }
+    for (const g of all) for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i]!)) return false;
+    const inv = 1 / this.scaleValue;
     for (const g of all) for (let i = 0; i < g.length; i++) g[i]! *= inv;
-    if (++this.goodSteps >= this.interval) {
+    return true;
+  }
+
+  /** After a step: back off when the gradients overflowed, grow after `growthInterval` good steps. */
+  update(finite: boolean): void {
+    if (!finite) {
+      this.scaleValue *= this.backoff;
+      this.goodSteps = 0;
+    } else if (++this.goodSteps >= this.interval) {
       this.scaleValue *= this.growth;
       this.goodSteps = 0;
     }
-    return true;
   }
 
   state(): LossScalerState {

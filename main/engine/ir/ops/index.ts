@@ -5,3 +5,4 @@ export * from './matmul.ts';
 export * from './reduce.ts';
 export { lift, scalarLike } from './helpers.ts';
 export { getOp, registeredOps, type OpDef, type EmitCtx, type VjpCtx, type InferCtx } from './registry.ts';
+export * from './indexing.ts';
