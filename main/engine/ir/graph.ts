@@ -111,6 +111,7 @@ export class GraphBuilder {
   private readonly initializers = new Map<number, InitializerData>();
   private readonly valueNames = new Set<string>();
   private readonly nodeNames = new Set<string>();
+  private readonly smallConstants = new Map<string, number>();
   private nextId = 0;
   private scopes: string[] = [];
   private currentBlock: string | undefined;
@@ -165,9 +166,14 @@ export class GraphBuilder {
     return t;
   }
 
+  /** An inline constant; small ones (scalars, short vectors) are shared by value across the graph. */
   constant(data: TypedArray, dtype: DType, shape: Shape = []): Tensor {
+    const key = data.length <= 16 ? `${dtype}[${shape.join(',')}]:${Array.from(data as ArrayLike<number | bigint>).join(',')}` : undefined;
+    const hit = key === undefined ? undefined : this.smallConstants.get(key);
+    if (hit !== undefined) return new Tensor(this, hit);
     const t = this.newValue(this.uniqueName(this.scoped('const')), { dtype, shape });
     this.initializers.set(t.id, { kind: 'inline', data });
+    if (key !== undefined) this.smallConstants.set(key, t.id);
     return t;
   }
 
