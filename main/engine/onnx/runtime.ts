@@ -1,4 +1,5 @@
 // The only module that imports onnxruntime-node (enforced by lint).
+import './runtime-env.ts';
 import { existsSync, linkSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
