@@ -1,5 +1,16 @@
 /** Element types the IR knows. `int4`/`uint4` are packed two per byte (quantized weights). */
-export type DType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int4' | 'uint4';
+export type DType =
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  /** Storage only (checkpoints): cast to float32 before compute, since the CPU EP has no bf16 MatMul. */
+  | 'bfloat16'
+  | 'int64'
+  | 'int32'
+  | 'bool'
+  | 'uint8'
+  | 'int4'
+  | 'uint4';
 
 /** A dimension: a number, or a symbol (`batch`, `seq`) or a product of symbols and a factor (`2*batch*seq`). */
 export type Dim = number | string;
@@ -38,6 +49,7 @@ export const dtypeByteSize = (dtype: DType): number => {
     case 'int32':
       return 4;
     case 'float16':
+    case 'bfloat16':
       return 2;
     case 'bool':
     case 'uint8':

@@ -116,7 +116,7 @@ registerOp({
 });
 
 const ONNX_DTYPE_CODE: Record<DType, number> = {
-  float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, uint4: 21, int4: 22,
+  float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, bfloat16: 16, uint4: 21, int4: 22,
 };
 export const onnxDtypeCode = (dtype: DType): number => ONNX_DTYPE_CODE[dtype];
 

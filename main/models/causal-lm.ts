@@ -1,0 +1,19 @@
+import { GraphBuilder, type Graph, type Tensor } from '../engine/ir/index.ts';
+import type { LoadedModel } from './hf-folder.ts';
+import { decoderHidden, lmHead } from './llama.ts';
+import { WeightBinder } from './weights.ts';
+
+/** Graph inputs of a causal LM forward. */
+export const INPUT_IDS = 'input_ids';
+export const POSITION_IDS = 'position_ids';
+
+/** input_ids, position_ids (B, T) → logits (B, T, V), every weight frozen. */
+export const buildLogitsGraph = (model: LoadedModel): Graph => {
+  const g = new GraphBuilder();
+  const inputIds = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
+  const positionIds = g.input(POSITION_IDS, 'int64', ['batch', 'seq']);
+  const w = new WeightBinder(g, model.weights, model.source);
+  const hidden: Tensor = decoderHidden(g, model.config, w, { inputIds, positionIds }); // (B, T, C)
+  g.output(lmHead(model.config, w, hidden), 'logits'); // (B, T, V)
+  return g.build();
+};
