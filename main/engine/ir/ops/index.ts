@@ -6,3 +6,5 @@ export * from './reduce.ts';
 export { lift, scalarLike } from './helpers.ts';
 export { getOp, registeredOps, type OpDef, type EmitCtx, type VjpCtx, type InferCtx } from './registry.ts';
 export * from './indexing.ts';
+export * from './random.ts';
+export * from './quant.ts';

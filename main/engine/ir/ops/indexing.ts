@@ -35,7 +35,7 @@ const linSum = (terms: readonly (readonly [Dim, number])[]): Lin => {
   for (const [d, s] of terms) lin(d, s, out);
   return out;
 };
-/** A dim for a linear expression: a constant ≥ 0, c·monomial, or `(sym-n)`; undefined when not expressible. */
+/** A dim for a linear expression: a constant ≥ 0, c·monomial, or c·(sym−n); undefined when not expressible. */
 const fmtLin = (l: Lin): Dim | undefined => {
   const c = l.get('') ?? 0;
   const terms = [...l].filter(([k, v]) => k !== '' && v !== 0);
@@ -43,7 +43,8 @@ const fmtLin = (l: Lin): Dim | undefined => {
   const [k, coef] = terms[0]!;
   if (terms.length > 1 || coef < 0) return undefined;
   if (c === 0) return normDim(coef === 1 ? k : `${coef}*${k}`);
-  return c < 0 && coef === 1 && !k.includes('*') ? `(${k}-${-c})` : undefined;
+  // c·(k − n): `(seq-1)`, `2*(seq-1)`.
+  return c < 0 && -c % coef === 0 && !k.includes('*') ? normDim(`${coef}*(${k}-${-c / coef})`) : undefined;
 };
 const linConst = (l: Lin): number | undefined => ([...l].every(([k, v]) => k === '' || v === 0) ? (l.get('') ?? 0) : undefined);
 /** Σ dims, e.g. `(seq-1)` + 1 = `seq`; undefined when the sum has no dim spelling (e.g. `seq+1`). */
