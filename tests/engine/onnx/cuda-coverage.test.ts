@@ -8,6 +8,7 @@ import { checkCudaSupport, cudaOpsSource } from '../../../main/engine/onnx/cuda-
 import { emitOnnx } from '../../../main/engine/onnx/emit.ts';
 import { toMixedPrecision } from '../../../main/engine/precision/mixed-precision.ts';
 import { coreCases } from '../ops/cases-core.ts';
+import { indexingCases } from '../ops/cases-indexing.ts';
 import { buildLoss } from '../ops/gradcheck.ts';
 import { mlpTask, transformerTask } from '../train/tiny-models.ts';
 
@@ -18,7 +19,7 @@ const training = (graph: Graph, params: readonly { name: string }[], recompute =
   gradients(graph, { loss: 'loss', wrt: params.map((p) => p.name), recompute }).graph;
 
 describe(`CUDA EP coverage (${cudaOpsSource})`, () => {
-  for (const c of coreCases) {
+  for (const c of [...coreCases, ...indexingCases]) {
     it(`op case: ${c.name} (float32 forward + backward)`, () => {
       expect(issuesOf(buildLoss(c, 'float32', true).graph)).toEqual([]);
     });
