@@ -1,6 +1,6 @@
-import { GraphBuilder, type Graph, type Tensor } from '../engine/ir/index.ts';
+import { GraphBuilder, type Graph } from '../engine/ir/index.ts';
 import type { LoadedModel } from './hf-folder.ts';
-import { decoderHidden, lmHead } from './llama.ts';
+import { decoder, lmHead } from './llama.ts';
 import { WeightBinder } from './weights.ts';
 
 /** Graph inputs of a causal LM forward. */
@@ -13,7 +13,7 @@ export const buildLogitsGraph = (model: LoadedModel): Graph => {
   const inputIds = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
   const positionIds = g.input(POSITION_IDS, 'int64', ['batch', 'seq']);
   const w = new WeightBinder(g, model.weights, model.source);
-  const hidden: Tensor = decoderHidden(g, model.config, w, { inputIds, positionIds }); // (B, T, C)
+  const { hidden } = decoder(g, model.config, w, { inputIds, positionIds }); // (B, T, C)
   g.output(lmHead(model.config, w, hidden), 'logits'); // (B, T, V)
   return g.build();
 };

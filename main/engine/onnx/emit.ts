@@ -134,7 +134,13 @@ export const emitOnnx = (input: Graph, o: EmitOptions = {}): EmittedModel => {
     }
     return name;
   };
-  const int64s = (values: readonly number[]): string =>
+  const int64s = (values: readonly number[]): string => {
+    for (const v of values) {
+      if (!Number.isSafeInteger(v)) throw new EmitError(`int64 constant ${v} is not a safe integer (node attribute out of range)`);
+    }
+    return int64Const(values);
+  };
+  const int64Const = (values: readonly number[]): string =>
     constant(`i64:${values.join(',')}`, `const.i64.[${values.join(',')}]`, (name) =>
       create(TensorProtoSchema, {
         name,
@@ -325,6 +331,11 @@ class SymbolResolver {
   }
 
   private atom(sym: string): string {
+    const sum = /^\(([^()]+\+[^()]+)\)$/.exec(sym);
+    if (sum) {
+      const parts = sum[1]!.split('+').map((p) => this.dim(p));
+      return parts.slice(1).reduce((acc, p) => this.node('Add', [acc, p], 'dim'), parts[0]!);
+    }
     const diff = /^\((.+)-(\d+)\)$/.exec(sym);
     if (diff) return this.node('Sub', [this.dim(diff[1]!), this.deps.int64s([Number(diff[2])])], 'dim');
     const src = this.source.get(sym);

@@ -47,8 +47,17 @@ const fmtLin = (l: Lin): Dim | undefined => {
   return c < 0 && -c % coef === 0 && !k.includes('*') ? normDim(`${coef}*(${k}-${-c / coef})`) : undefined;
 };
 const linConst = (l: Lin): number | undefined => ([...l].every(([k, v]) => k === '' || v === 0) ? (l.get('') ?? 0) : undefined);
-/** Σ dims, e.g. `(seq-1)` + 1 = `seq`; undefined when the sum has no dim spelling (e.g. `seq+1`). */
-export const addDims = (dims: readonly Dim[]): Dim | undefined => fmtLin(linSum(dims.map((d) => [d, 1] as const)));
+/**
+ * Σ dims, e.g. `(seq-1)` + 1 = `seq`. A sum of plain symbols is spelled `(past+seq)` (sorted, so the order of
+ * the terms does not matter), as a KV cache's concatenation needs; other sums are undefined (e.g. `seq+1`).
+ */
+export const addDims = (dims: readonly Dim[]): Dim | undefined => {
+  const exact = fmtLin(linSum(dims.map((d) => [d, 1] as const)));
+  if (exact !== undefined) return exact;
+  const terms = dims.map(normDim);
+  const atoms = terms.every((d) => typeof d === 'string' && /^[A-Za-z_][\w.]*$/.test(d));
+  return atoms && terms.length > 1 ? `(${[...(terms as string[])].sort().join('+')})` : undefined;
+};
 
 // --- graph-building helpers ---
 export const concat = (xs: readonly Tensor[], axis: number, name?: string): Tensor => {
