@@ -51,8 +51,9 @@ describe('generation with a KV cache', () => {
       expect(ours).toEqual(await greedyWithoutCache(dir!, PROMPT, 12));
       if (existsSync(python)) {
         const ref = JSON.parse(execFileSync(python, ['tests/oracle/tiny_generate.py', dir!, '12', JSON.stringify(PROMPT)], { encoding: 'utf8' })) as { tokens: number[]; margins: number[] };
-        // Identical up to the first step where the reference's top-2 margin is too small to call.
-        const trusted = ref.margins.findIndex((m) => m < 1e-2);
+        // Identical up to the first step where the reference's top-2 margin is too small to call (our fp32
+        // logits agree with transformers' to ~1e-6, so 1e-4 is a safe margin here).
+        const trusted = ref.margins.findIndex((m) => m < 1e-4);
         const upTo = trusted < 0 ? ref.tokens.length : trusted + 1;
         expect(ours.slice(0, upTo)).toEqual(ref.tokens.slice(0, upTo));
       } else {

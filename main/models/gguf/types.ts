@@ -113,6 +113,7 @@ export type GgufErrorKind =
   | 'malformed'
   | 'unknown-type'
   | 'unsupported-type'
+  | 'unsupported-architecture'
   | 'missing-key'
   | 'missing-tensor';
 
