@@ -49,7 +49,9 @@ export function isNetworkFailure(e: unknown, signal: AbortSignal | undefined): b
   if (signal?.aborted) return false;
   if (e instanceof HubError) return false;
   const name = (e as { name?: string } | null)?.name;
-  return e instanceof TypeError || name === 'TimeoutError' || name === 'AbortError';
+  // A malformed endpoint is a TypeError too, but no network failure: let it surface as is.
+  if (e instanceof TypeError) return (e as { code?: string }).code !== 'ERR_INVALID_URL';
+  return name === 'TimeoutError' || name === 'AbortError';
 }
 
 /** Short description of a network failure, for messages ("ECONNREFUSED 127.0.0.1:9"). */
@@ -176,7 +178,7 @@ export async function fetchRepoRevision(repo: string, revision: string, req: Hub
       await discard(res);
       throw errorFromResponse(res.status, res.headers, subject);
     }
-    const info = (await res.json()) as { sha?: unknown; siblings?: unknown };
+    const info = (await res.json().catch(() => ({}))) as { sha?: unknown; siblings?: unknown };
     const siblings = Array.isArray(info.siblings) ? (info.siblings as { rfilename?: unknown }[]) : null;
     if (typeof info.sha !== 'string' || siblings === null) {
       throw badResponse(subject, 'the revision API answered without "sha" and "siblings"');
