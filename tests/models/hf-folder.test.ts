@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openHfFolder } from '../../main/models/hf-folder.ts';
-import { readSafetensorsHeader } from '../../main/models/safetensors.ts';
+import { readSafetensorsHeader } from '../../main/engine/io/safetensors.ts';
 
 const CONFIG = {
   architectures: ['LlamaForCausalLM'], hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1,
