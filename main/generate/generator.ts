@@ -2,7 +2,8 @@ import type { HostTensor, SessionOptions } from '../engine/onnx/runtime.ts';
 import { Session } from '../engine/onnx/runtime.ts';
 import type { LoadedModel } from '../models/hf-folder.ts';
 import { GEN, buildGenerationGraph } from './kv-graph.ts';
-import { StopStringMatcher, createRng, sampleToken, validateSampling, type SamplingOptions } from './sampling.ts';
+import { createRng } from '../engine/random.ts';
+import { StopStringMatcher, sampleToken, validateSampling, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   readonly maxNewTokens: number;

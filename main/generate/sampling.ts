@@ -27,17 +27,7 @@ export const validateSampling = (o: SamplingOptions): void => {
   if (o.repetitionPenalty !== undefined && !(o.repetitionPenalty > 0)) bad('repetitionPenalty', o.repetitionPenalty, 'must be > 0');
 };
 
-/** A small seeded generator (mulberry32): the same seed gives the same samples. */
-export const createRng = (seed: number): (() => number) => {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
+export { createRng } from '../engine/random.ts';
 
 export const applyRepetitionPenalty = (logits: Float32Array, context: Iterable<number>, penalty: number): void => {
   if (penalty === 1) return;
