@@ -1,4 +1,5 @@
 import { PeftError } from './errors.ts';
+import type { ParsedConfig } from './method.ts';
 import type { TargetConfig } from './targets.ts';
 
 /** LoRA's adapter_config.json, with HF PEFT's field names. */
@@ -42,11 +43,6 @@ const KNOWN_INERT = new Set([
   'target_modules', 'base_model_name_or_path', 'task_type', 'peft_version',
 ]);
 
-export interface ParsedConfig<C> {
-  readonly config: C;
-  /** Unknown fields (e.g. from a newer PEFT): ignored, reported. */
-  readonly warnings: readonly string[];
-}
 
 /** Validates a LoRA config (from adapter_config.json or the UI); `where` names its origin in errors. */
 export const parseLoraConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<LoraConfig> => {

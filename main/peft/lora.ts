@@ -7,32 +7,14 @@ import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import { createRng, normalArray, uniformArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
 import { PeftError } from './errors.ts';
+import type { AdaptedGraph, ApplyOptions, PeftMethod, TrainableTensor } from './method.ts';
+import { parseLoraConfig } from './lora-config.ts';
+import { savedKey } from './peft-io.ts';
 import type { LoraConfig } from './lora-config.ts';
 import { patternValue, selectTargets, type LinearModule } from './targets.ts';
 
 
-/** A tensor the method trains: a graph input, its initial value, and which optimizer group it joins. */
-export interface TrainableTensor {
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly data: Float32Array;
-  readonly module: string;
-  readonly role: string;
-}
-
-export interface AdaptedGraph {
-  readonly graph: Graph;
-  readonly params: readonly TrainableTensor[];
-  /** Adapted module names with their rank and scale. */
-  readonly modules: ReadonlyMap<string, { readonly r: number; readonly alpha: number; readonly scale: number }>;
-}
-
-export interface LoraOptions {
-  /** PEFT's adapter name, part of each parameter's in-memory key (`…lora_A.<adapter>.weight`). */
-  readonly adapterName?: string;
-  /** Seed of the initial A/B values. */
-  readonly seed?: number;
-}
+export type LoraOptions = ApplyOptions;
 
 /** PEFT's in-memory key of a LoRA parameter; saved files drop the adapter name. */
 export const loraKey = (module: string, part: 'lora_A' | 'lora_B', adapter: string): string =>
@@ -85,4 +67,12 @@ export const applyLora = (graph: Graph, config: LoraConfig, o: LoraOptions = {})
     return [g.scope(m.name, () => gemm(down, B, y, { transB: true, alpha: scale, name: 'lora_B' }))]; // (rows, out)
   });
   return { graph: adapted, params, modules };
+};
+
+export const loraMethod: PeftMethod<LoraConfig> = {
+  peftType: 'LORA',
+  label: 'LoRA',
+  parseConfig: parseLoraConfig,
+  apply: applyLora,
+  savedKey,
 };

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type TensorToWrite } from '../engine/io/safetensors.ts';
 import { PeftError } from './errors.ts';
-import type { TrainableTensor } from './lora.ts';
+import type { TrainableTensor } from './method.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';

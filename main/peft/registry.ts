@@ -1,0 +1,14 @@
+import { PeftError } from './errors.ts';
+import { loraMethod } from './lora.ts';
+import type { PeftMethod } from './method.ts';
+
+/** Every method the engine has, by PEFT's peft_type. */
+const METHODS: readonly PeftMethod<never>[] = [loraMethod as PeftMethod<never>];
+
+export const peftMethods = (): readonly PeftMethod<never>[] => METHODS;
+
+export const peftMethod = (peftType: string): PeftMethod<never> => {
+  const m = METHODS.find((x) => x.peftType === peftType);
+  if (!m) throw new PeftError(`peft_type '${peftType}' is not supported; supported: ${METHODS.map((x) => x.peftType).join(', ')}`);
+  return m;
+};
