@@ -2,6 +2,8 @@ import type { Tensor } from '../graph.ts';
 import { dimEq, divDim, normAxis } from '../shape.ts';
 import { isFloat } from '../types.ts';
 import { describe, expectCount } from './helpers.ts';
+import { div, mul, sub } from './elementwise.ts';
+import { cast, reshape, unsqueeze } from './shape-ops.ts';
 import { registerOp } from './registry.ts';
 
 /**
@@ -45,5 +47,73 @@ registerOp({
       if (!ok) ctx.fail(`scale ${describe(scale!)} does not fit ${describe(x!)} in blocks of ${block} along axis ${axis}`);
     }
     return [{ dtype: scale!.dtype, shape: x!.shape }];
+  },
+});
+
+// --- 4-bit matmul (com.microsoft.MatMulNBits) for frozen quantized weights ---
+
+export interface Q4Weight {
+  /** uint8 (N, K/blockSize, blockSize/2): two 4-bit codes per byte, low nibble first (MatMulNBits' layout). */
+  readonly packed: Tensor;
+  /** float32 (N·K/blockSize): one scale per block. */
+  readonly scales: Tensor;
+  /** float32 (N·K/blockSize): w = (code − zero point) · scale. */
+  readonly zeroPoints: Tensor;
+  readonly n: number;
+  readonly k: number;
+  readonly blockSize: number;
+}
+
+/** Packs one 4-bit code per element (N rows of K) into MatMulNBits' (N, K/bs, bs/2) byte layout. */
+export const packQ4Codes = (codes: Uint8Array, n: number, k: number): Uint8Array => {
+  if (codes.length !== n * k || k % 2 !== 0) throw new Error(`packQ4Codes: ${codes.length} codes do not fill ${n}×${k}`);
+  const out = new Uint8Array((n * k) / 2);
+  for (let i = 0; i < out.length; i++) out[i] = (codes[2 * i]! & 0x0f) | ((codes[2 * i + 1]! & 0x0f) << 4);
+  return out;
+};
+
+/** x (rows, K) · dequant(W)ᵀ → (rows, N), W frozen in 4-bit blocks. */
+export const matMulQ4 = (x: Tensor, w: Q4Weight, name?: string): Tensor =>
+  x.g.apply1('MatMulNBits', [x, w.packed, w.scales, w.zeroPoints], { K: w.k, N: w.n, bits: 4, block_size: w.blockSize }, { name });
+
+/** The float weight (N, K) of 4-bit blocks, computed in the graph (for gradients through a frozen 4-bit W). */
+export const dequantizeQ4 = (packed: Tensor, scales: Tensor, zeroPoints: Tensor, n: number, k: number, blockSize: number): Tensor => {
+  const g = packed.g;
+  const nb = k / blockSize;
+  // Nibbles by integer division (the CUDA EP has no bitwise ops): high = b / 16, low = b − 16·high.
+  const bytes = cast(packed, 'int32'); // (N, nb, bs/2)
+  const sixteen = g.constant(new Int32Array([16]), 'int32');
+  const high = div(bytes, sixteen);
+  const low = sub(bytes, mul(high, sixteen));
+  const pairs = g.apply1('Concat', [unsqueeze(low, [-1]), unsqueeze(high, [-1])], { axis: -1 }); // (N, nb, bs/2, 2)
+  const codes = cast(reshape(pairs, [n, nb, blockSize]), 'float32'); // (N, nb, bs)
+  const perBlock = (t: Tensor) => reshape(t, [n, nb, 1]);
+  const w = mul(sub(codes, perBlock(zeroPoints)), perBlock(scales)); // (N, nb, bs)
+  return reshape(w, [n, k]); // (N, K)
+};
+
+registerOp({
+  type: 'MatMulNBits',
+  domain: 'com.microsoft',
+  infer: (inputs, attrs, ctx) => {
+    expectCount(inputs, 3, 4, ctx);
+    const [a, b, scales] = inputs;
+    const k = Number(attrs.K);
+    const n = Number(attrs.N);
+    const bs = Number(attrs.block_size);
+    if (Number(attrs.bits) !== 4) ctx.fail('only 4-bit weights are supported');
+    if (!dimEq(a!.shape[a!.shape.length - 1]!, k)) ctx.fail(`input ${describe(a!)} does not end in K=${k}`);
+    if (b!.dtype !== 'uint8' || !(b!.shape.length === 3 && b!.shape[0] === n && b!.shape[1] === k / bs && b!.shape[2] === bs / 2)) {
+      ctx.fail(`packed weight ${describe(b!)} is not uint8[${n}, ${k / bs}, ${bs / 2}]`);
+    }
+    if (scales!.dtype !== a!.dtype) ctx.fail(`scales ${describe(scales!)} must have the input's dtype`);
+    return [{ dtype: a!.dtype, shape: [...a!.shape.slice(0, -1), n] }];
+  },
+  emit: (e) =>
+    e.add('MatMulNBits', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, bits: 4, block_size: e.node.attrs.block_size }, { domain: 'com.microsoft' }),
+  vjp: ({ x: [a, packed, scales, zeroPoints], gy: [gy], needs, attrs }) => {
+    if (!needs[0]) return [undefined];
+    const w = dequantizeQ4(packed!, scales!, zeroPoints!, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
+    return [a!.g.apply1('MatMul', [gy!, w])]; // (rows, K)
   },
 });
