@@ -4,7 +4,7 @@
 import type { GraphBuilder, Tensor } from '../engine/ir/index.ts';
 import { add, concat, gather, mul, reshape, transpose } from '../engine/ir/index.ts';
 import { causalMask } from '../engine/nn/masks.ts';
-import { linear, mergeHeads, rmsNorm, scaledDotProductAttention, silu } from '../engine/nn/index.ts';
+import { linear, linearQ4, mergeHeads, rmsNorm, scaledDotProductAttention, silu } from '../engine/nn/index.ts';
 import { applyRope, ropeInverseFrequencies, ropeTables } from '../engine/nn/rope.ts';
 import type { ModelConfig } from './config.ts';
 import type { WeightBinder } from './weights.ts';
@@ -61,8 +61,11 @@ export const decoder = (g: GraphBuilder, config: ModelConfig, w: WeightBinder, i
   for (let i = 0; i < config.numLayers; i++) {
     const p = `model.layers.${i}`;
     // Nodes are named relative to the layer's scope, so the projection node is `model.layers.i.<module>`.
-    const project = (x: Tensor, module: string, outF: number, inF: number, withBias = false) =>
-      linear(x, w.get(`${p}.${module}.weight`, [outF, inF]), withBias ? w.get(`${p}.${module}.bias`, [outF]) : undefined, module);
+    const project = (x: Tensor, module: string, outF: number, inF: number, withBias = false) => {
+      const weight = w.linear(`${p}.${module}.weight`, [outF, inF]);
+      const bias = withBias ? w.get(`${p}.${module}.bias`, [outF]) : undefined;
+      return weight.kind === 'q4' ? linearQ4(x, weight.weight, bias, module) : linear(x, weight.weight, bias, module);
+    };
     const norm = (x: Tensor, module: string, size: number) =>
       g.scope(module, () => rmsNorm(x, w.get(`${p}.${module}.weight`, [size]), config.rmsNormEps));
     h = g.block(p, () => {

@@ -1,5 +1,5 @@
 import type { DType, GraphBuilder, InitializerData, Tensor } from '../engine/ir/index.ts';
-import { cast, shapeStr } from '../engine/ir/index.ts';
+import { cast, shapeStr, type Q4Weight } from '../engine/ir/index.ts';
 import { ModelLoadError } from './errors.ts';
 import type { SafetensorsEntry } from './safetensors.ts';
 
@@ -8,7 +8,21 @@ export interface WeightSource {
   readonly dtype: DType;
   readonly shape: readonly number[];
   readonly data: InitializerData;
+  /** Set when the weight is kept in 4-bit blocks (GGUF Q4 blocks, QLoRA): used instead of `data`. */
+  readonly q4?: Q4Source;
 }
+
+/** A (N, K) weight in 4-bit blocks along K: w = (code − zeroPoint) · scale, per block. */
+export interface Q4Source {
+  readonly blockSize: number;
+  /** MatMulNBits' layout: (N, K/blockSize, blockSize/2), two codes per byte, low nibble first. */
+  readonly packed: Uint8Array;
+  readonly scales: Float32Array;
+  readonly zeroPoints: Float32Array;
+}
+
+/** A linear layer's frozen weight as the graph sees it: float (N, K), or 4-bit blocks. */
+export type LinearWeight = { readonly kind: 'float'; readonly weight: Tensor } | { readonly kind: 'q4'; readonly weight: Q4Weight };
 
 /** The tensors of one checkpoint by Hugging Face name, wherever they came from (safetensors, GGUF). */
 export type WeightStore = ReadonlyMap<string, WeightSource>;
@@ -33,6 +47,30 @@ export class WeightBinder {
     private readonly store: WeightStore,
     private readonly origin: string,
   ) {}
+
+  /** A linear layer's weight (N, K): 4-bit blocks when the store keeps them so, else float32. */
+  linear(name: string, shape: readonly [number, number]): LinearWeight {
+    const src = this.store.get(name);
+    if (!src?.q4) return { kind: 'float', weight: this.get(name, shape) };
+    const [n, k] = shape;
+    const q = src.q4;
+    if (src.shape[0] !== n || src.shape[1] !== k) {
+      throw new ModelLoadError(`${this.origin}: tensor '${name}' has shape ${shapeStr(src.shape)}, the config implies ${shapeStr(shape)}`, this.origin);
+    }
+    const blocks = (n * k) / q.blockSize;
+    const g = this.g;
+    return {
+      kind: 'q4',
+      weight: {
+        packed: g.initializer(name, 'uint8', [n, k / q.blockSize, q.blockSize / 2], { kind: 'inline', data: q.packed }),
+        scales: g.initializer(`${name}.scales`, 'float32', [blocks], { kind: 'inline', data: q.scales }),
+        zeroPoints: g.initializer(`${name}.zero_points`, 'float32', [blocks], { kind: 'inline', data: q.zeroPoints }),
+        n,
+        k,
+        blockSize: q.blockSize,
+      },
+    };
+  }
 
   has(name: string): boolean {
     return this.store.has(name);

@@ -10,7 +10,10 @@ export interface TargetConfig {
   readonly modules_to_save?: readonly string[] | null;
 }
 
-/** A linear layer in a model graph: a Gemm(transB) node named by its HF module path, reading `<name>.weight`. */
+/**
+ * A linear layer in a model graph: a Gemm(transB) node — or a MatMulNBits node for a 4-bit base — named by its
+ * HF module path and reading `<name>.weight`.
+ */
 export interface LinearModule {
   readonly name: string;
   readonly node: Node;
@@ -24,10 +27,11 @@ const fullMatch = (pattern: string, key: string): boolean => new RegExp(`^(?:${p
 export const linearModules = (graph: Graph): LinearModule[] => {
   const out: LinearModule[] = [];
   for (const node of graph.nodes) {
-    if (node.op !== 'Gemm' || !node.attrs.transB) continue;
+    const quantized = node.op === 'MatMulNBits';
+    if (!quantized && (node.op !== 'Gemm' || !node.attrs.transB)) continue;
     const weight = graph.value(node.inputs[1]!);
     if (weight.name !== `${node.name}.weight` && node.name !== 'lm_head') continue;
-    const [outFeatures, inFeatures] = weight.type.shape as [number, number];
+    const [outFeatures, inFeatures] = quantized ? [Number(node.attrs.N), Number(node.attrs.K)] : (weight.type.shape as [number, number]);
     out.push({ name: node.name, node, inFeatures, outFeatures });
   }
   return out;

@@ -85,13 +85,14 @@ type RowArray = Float32Array | Uint8Array | Float64Array | Uint16Array | Int8Arr
  */
 const moveRows = <T extends RowArray>(data: T, rowLength: number, to: (row: number) => number): T => {
   const nRows = data.length / rowLength;
-  if (!Number.isInteger(nRows)) throw new Error(`Q/K permutation: ${data.length} values are not whole rows of ${rowLength}`);
   const out = new (data.constructor as new (n: number) => T)(data.length);
   for (let r = 0; r < nRows; r++) out.set(data.subarray(r * rowLength, (r + 1) * rowLength), to(r) * rowLength);
   return out;
 };
 
-const headGeometry = (nRows: number, nHead: number): number => {
+const headGeometry = (length: number, rowLength: number, nHead: number): number => {
+  const nRows = length / rowLength;
+  if (!Number.isInteger(nRows)) throw new Error(`Q/K permutation: ${length} values are not whole rows of ${rowLength}`);
   const headDim = nRows / nHead;
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new Error(`Q/K permutation: ${nRows} rows do not split into ${nHead} heads of an even size`);
@@ -105,7 +106,7 @@ const headGeometry = (nRows: number, nHead: number): number => {
  * values per row (the input features for a weight, 1 for a bias).
  */
 export const unpermuteQkRows = <T extends RowArray>(data: T, nHead: number, rowLength: number): T => {
-  const headDim = headGeometry(data.length / rowLength, nHead);
+  const headDim = headGeometry(data.length, rowLength, nHead);
   const half = headDim / 2;
   return moveRows(data, rowLength, (g) => {
     const h = Math.floor(g / headDim);
@@ -116,7 +117,7 @@ export const unpermuteQkRows = <T extends RowArray>(data: T, nHead: number, rowL
 
 /** The permutation llama.cpp's converter applies (HF layout → GGUF layout); the inverse of unpermuteQkRows. */
 export const permuteQkRows = <T extends RowArray>(data: T, nHead: number, rowLength: number): T => {
-  const headDim = headGeometry(data.length / rowLength, nHead);
+  const headDim = headGeometry(data.length, rowLength, nHead);
   const half = headDim / 2;
   return moveRows(data, rowLength, (r) => {
     const h = Math.floor(r / headDim);

@@ -68,11 +68,6 @@ class HeaderCursor {
     return 0;
   }
 
-  u8(): number {
-    const at = this.ensure(1);
-    this.pos += 1;
-    return this.buf.readUInt8(at);
-  }
   u32(): number {
     const at = this.ensure(4);
     this.pos += 4;
