@@ -1,11 +1,11 @@
 // The only module that imports onnxruntime-node (enforced by lint).
 import './runtime-env.ts';
-import { existsSync, linkSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { Graph } from '../ir/graph.ts';
+import { Graph } from '../ir/graph.ts';
 import type { DType, TypedArray } from '../ir/types.ts';
 import { emitOnnx, type EmittedModel } from './emit.ts';
 
@@ -92,6 +92,66 @@ const fromOrt = (t: ort.Tensor): HostTensor => ({
   data: t.data as TypedArray,
 });
 
+/** Inline initializers larger than this go to a side file: protobuf copies and ORT parses are slow (and 2 GB max). */
+const SPILL_BYTES = 1 << 20;
+
+/**
+ * Where the model and its weights go for ORT. ORT reads external data relative to one folder and refuses paths
+ * that leave it (links included). Weights in one folder and nothing large inline: the model goes in as bytes with
+ * that folder named, and the weights are mapped where they lie. Otherwise a temporary folder holds the model file,
+ * hard links (no copy) to the weight files, and large inline tensors spilled to one side file.
+ */
+const placeModel = (graph: Graph, config: Record<string, string>): { model: string | Uint8Array; workDir?: string } => {
+  const files = new Set<string>();
+  let spill = 0;
+  for (const init of graph.initializers.values()) {
+    if (init.kind === 'external') files.add(resolve(init.file));
+    else if (init.data.byteLength > SPILL_BYTES) spill += init.data.byteLength;
+  }
+  const folders = new Set([...files].map((f) => dirname(f)));
+  if (folders.size <= 1 && spill === 0) {
+    const [folder] = folders;
+    if (folder) config['session.model_external_initializers_file_folder_path'] = folder;
+    return { model: emitOnnx(graph, { externalLocation: (f) => basename(f) }).bytes };
+  }
+  const workDir = mkdtempSync(join(tmpdir(), 'peft-studio-onnx-'));
+  try {
+    const names = new Map<string, string>();
+    for (const f of files) {
+      const link = `external-${names.size}${extname(f)}`;
+      names.set(f, link);
+      try {
+        linkSync(f, join(workDir, link));
+      } catch (err) {
+        throw new RuntimeError(`cannot reference ${f} without copying it (${(err as Error).message}); keep a model's weight files in one folder`);
+      }
+    }
+    const spillFile = join(workDir, 'inline-weights.bin');
+    const initializers = new Map(graph.initializers);
+    const fd = openSync(spillFile, 'w');
+    try {
+      let offset = 0;
+      for (const [id, init] of graph.initializers) {
+        if (init.kind !== 'inline' || init.data.byteLength <= SPILL_BYTES) continue;
+        const bytes = new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength);
+        writeSync(fd, bytes, 0, bytes.length, offset);
+        initializers.set(id, { kind: 'external', file: spillFile, offset, length: bytes.length });
+        offset += bytes.length + ((64 - (bytes.length % 64)) % 64); // aligned, as ORT prefers for mapping
+      }
+    } finally {
+      closeSync(fd);
+    }
+    names.set(spillFile, basename(spillFile));
+    const placed = new Graph(graph.values, graph.nodes, graph.inputs, graph.outputs, initializers);
+    const model = join(workDir, 'model.onnx');
+    writeFileSync(model, emitOnnx(placed, { externalLocation: (f) => names.get(resolve(f))! }).bytes);
+    return { model, workDir };
+  } catch (err) {
+    rmSync(workDir, { recursive: true, force: true });
+    throw err;
+  }
+};
+
 /** An ORT inference session over one emitted graph; inputs and outputs are plain typed arrays. */
 export class Session {
   private constructor(
@@ -115,32 +175,7 @@ export class Session {
       if (graph.externalFiles.length > 0) throw new RuntimeError('emit with Session.create(graph) to use external data');
       model = graph.bytes;
     } else {
-      const files = new Set<string>();
-      for (const init of graph.initializers.values()) if (init.kind === 'external') files.add(resolve(init.file));
-      const folders = new Set([...files].map((f) => dirname(f)));
-      if (folders.size <= 1) {
-        // ORT reads external data relative to one folder and refuses paths that leave it (links included), so
-        // the model goes in as bytes with that folder named: the weights are mapped where they lie.
-        model = emitOnnx(graph, { externalLocation: (f) => basename(f) }).bytes;
-        const [folder] = folders;
-        if (folder) config['session.model_external_initializers_file_folder_path'] = folder;
-      } else {
-        // Weights spread over several folders: hard links (no copy) gather them beside a temporary model file.
-        workDir = mkdtempSync(join(tmpdir(), 'peft-studio-onnx-'));
-        const names = new Map<string, string>();
-        for (const f of files) {
-          const link = `external-${names.size}${extname(f)}`;
-          names.set(f, link);
-          try {
-            linkSync(f, join(workDir, link));
-          } catch (err) {
-            rmSync(workDir, { recursive: true, force: true });
-            throw new RuntimeError(`cannot reference ${f} without copying it (${(err as Error).message}); keep a model's weight files in one folder`);
-          }
-        }
-        model = join(workDir, 'model.onnx');
-        writeFileSync(model, emitOnnx(graph, { externalLocation: (f) => names.get(resolve(f))! }).bytes);
-      }
+      ({ model, workDir } = placeModel(graph, config));
     }
     const plan = planProvider(o.provider);
     const base: ort.InferenceSession.SessionOptions = {

@@ -48,6 +48,11 @@ export const readHfQ4Blocks = (file: GgufFile, tensor: GgufTensorInfo, config: H
   };
 };
 
+export interface GgufOpenOptions {
+  /** Takes a tensor as it is stored (e.g. 4-bit blocks) instead of dequantizing it; undefined = dequantize. */
+  readonly keep?: (file: GgufFile, tensor: GgufTensorInfo, config: HfStyleConfig) => { readonly name: string; readonly source: WeightSource } | undefined;
+}
+
 export interface GgufModel extends LoadedModel {
   readonly file: GgufFile;
   /** config.json equivalent, before validation (what parseModelConfig saw). */
@@ -62,12 +67,17 @@ export interface GgufModel extends LoadedModel {
  * Opens a GGUF model for the float32 path: every weight is dequantized in memory under its HF name.
  * (4 bytes per parameter: fine for small models; QLoRA keeps Q4 blocks through readHfQ4Blocks instead.)
  */
-export const openGgufModel = (path: string): GgufModel => {
+export const openGgufModel = (path: string, o: GgufOpenOptions = {}): GgufModel => {
   const file = openGguf(path);
   const hfConfig = ggufHfConfig(file);
   const config = parseModelConfig(hfConfig, path);
   const weights = new Map<string, WeightSource>();
   for (const tensor of file.tensors) {
+    const kept = o.keep?.(file, tensor, hfConfig);
+    if (kept) {
+      weights.set(kept.name, kept.source);
+      continue;
+    }
     const t = readHfTensor(file, tensor, hfConfig);
     if (t) weights.set(t.name, { dtype: 'float32', shape: t.shape, data: { kind: 'inline', data: t.data } });
   }
