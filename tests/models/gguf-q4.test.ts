@@ -11,7 +11,7 @@ const gguf = join(oracleCacheDir(), '..', 'models', 'SmolLM2-135M-Instruct.Q4_1.
 if (!existsSync(gguf)) console.warn('SmolLM2 GGUF missing (tests/oracle/fetch-smollm2.sh): 4-bit GGUF test skipped');
 
 describe.skipIf(!existsSync(gguf) && !oracleRequired())('GGUF 4-bit blocks kept for MatMulNBits', () => {
-  it('SmolLM2 with its Q4_1 blocks kept gives the dequantized model’s logits (≤ 1e-5·max|logit|·…)', async () => {
+  it('SmolLM2 with its Q4_1 blocks kept gives the dequantized model’s logits (≤ 1e-4·max|logit|)', async () => {
     const ids = [504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30];
     const feeds = {
       input_ids: { dtype: 'int64' as const, shape: [1, ids.length], data: BigInt64Array.from(ids, BigInt) },

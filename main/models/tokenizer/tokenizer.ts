@@ -130,7 +130,6 @@ export class Tokenizer {
 
   /** Token ids of `text`, identical to transformers' `tokenizer.encode(text, add_special_tokens=...)`. */
   encode(text: string, options: EncodeOptions = {}): number[] {
-    if (text.length === 0 && options.addSpecialTokens === false) return [];
     return this.impl.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
 
@@ -216,8 +215,13 @@ const mergeAddedTokens = (
     const id = Number(key);
     if (Number.isInteger(id) && !byId.has(id) && typeof token.content === 'string') byId.set(id, { ...token, id });
   }
-  const known = new Set([...modelVocabulary.keys(), ...[...byId.values()].map((t) => t.content)]);
-  let nextId = Math.max(-1, ...modelVocabulary.values(), ...byId.keys()) + 1;
+  const known = new Set(modelVocabulary.keys());
+  let nextId = 0;
+  for (const id of modelVocabulary.values()) nextId = Math.max(nextId, id + 1);
+  for (const t of byId.values()) {
+    known.add(t.content);
+    nextId = Math.max(nextId, t.id + 1);
+  }
   const declared = [
     ...['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'].map((k) =>
       specialTokenContent(config[k] as SpecialTokenValue | undefined),
