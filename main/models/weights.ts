@@ -12,13 +12,16 @@ export interface WeightSource {
   readonly q4?: Q4Source;
 }
 
-/** A (N, K) weight in 4-bit blocks along K: w = (code − zeroPoint) · scale, per block. */
+/** A (N, K) weight in 4-bit blocks along K: w = (code − zeroPoint) · scale (+ min), per block. */
 export interface Q4Source {
   readonly blockSize: number;
   /** MatMulNBits' layout: (N, K/blockSize, blockSize/2), two codes per byte, low nibble first. */
   readonly packed: Uint8Array;
   readonly scales: Float32Array;
-  readonly zeroPoints: Float32Array;
+  /** Packed 4-bit zero points (packQ4ZeroPoints); absent = 8. */
+  readonly zeroPoints?: Uint8Array;
+  /** Per-block offsets (N·K/blockSize), as GGUF Q4_1 stores them. */
+  readonly mins?: Float32Array;
 }
 
 /** A linear layer's frozen weight as the graph sees it: float (N, K), or 4-bit blocks. */
@@ -64,7 +67,8 @@ export class WeightBinder {
       weight: {
         packed: g.initializer(name, 'uint8', [n, k / q.blockSize, q.blockSize / 2], { kind: 'inline', data: q.packed }),
         scales: g.initializer(`${name}.scales`, 'float32', [blocks], { kind: 'inline', data: q.scales }),
-        zeroPoints: g.initializer(`${name}.zero_points`, 'float32', [blocks], { kind: 'inline', data: q.zeroPoints }),
+        ...(q.zeroPoints ? { zeroPoints: g.initializer(`${name}.zero_points`, 'uint8', [q.zeroPoints.length], { kind: 'inline', data: q.zeroPoints }) } : {}),
+        ...(q.mins ? { mins: g.initializer(`${name}.mins`, 'float32', [n, k / q.blockSize], { kind: 'inline', data: q.mins }) } : {}),
         n,
         k,
         blockSize: q.blockSize,

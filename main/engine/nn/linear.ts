@@ -1,5 +1,5 @@
 import type { Tensor } from '../ir/graph.ts';
-import { add, gemm, matMulQ4, reshape, type Q4Weight } from '../ir/ops/index.ts';
+import { add, gemm, matMulQ4, reduceSum, reshape, type Q4Weight } from '../ir/ops/index.ts';
 
 /**
  * y = x·Wᵀ + b with W stored as Hugging Face does, (out, in). Runs as one Gemm(transB) on the flattened
@@ -18,6 +18,11 @@ export const linear = (x: Tensor, weight: Tensor, bias?: Tensor, name?: string):
 export const linearQ4 = (x: Tensor, weight: Q4Weight, bias?: Tensor, name?: string): Tensor => {
   const rows = x.rank === 2 ? x : reshape(x, [-1, weight.k]); // (B·T, in)
   let y = matMulQ4(rows, weight, name); // (B·T, out)
+  if (weight.mins) {
+    // Σ_k x_k·m_block(k) = (x summed per block)·minsᵀ: a matmul K/blockSize wide.
+    const blockSums = reduceSum(reshape(rows, [-1, weight.k / weight.blockSize, weight.blockSize]), [-1], { keepdims: false }); // (B·T, K/bs)
+    y = gemm(blockSums, weight.mins, y, { transB: true, name: `${name ?? 'linear'}.mins` }); // (B·T, out)
+  }
   if (bias) y = add(y, bias);
   return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), weight.n]); // (B, T, out)
 };

@@ -1,4 +1,4 @@
-import { packQ4Codes } from '../../engine/ir/index.ts';
+import { packQ4Codes, packQ4ZeroPoints } from '../../engine/ir/index.ts';
 import { readHfQ4Blocks, openGgufModel, type GgufModel } from './load.ts';
 import { GgmlType } from './types.ts';
 
@@ -12,19 +12,22 @@ export const openGgufModelQ4 = (path: string): GgufModel =>
       if ((tensor.type !== GgmlType.Q4_0 && tensor.type !== GgmlType.Q4_1) || tensor.dims.length !== 2) return undefined;
       const blocks = readHfQ4Blocks(file, tensor, config);
       if (!blocks.name.startsWith('model.layers.')) return undefined;
-      // Q4_0: w = d·(q − 8). Q4_1: w = d·q + m = d·(q − (−m/d)); a block with d = 0 but m ≠ 0 has no such form.
-      if (blocks.mins?.some((m, b) => blocks.scales[b] === 0 && m !== 0)) return undefined;
-      const zeroPoints = blocks.mins
-        ? blocks.mins.map((m, b) => (blocks.scales[b] === 0 ? 0 : -m / blocks.scales[b]!))
-        : new Float32Array(blocks.scales.length).fill(8);
+      // Q4_0: w = d·(q − 8) (MatMulNBits' default zero point). Q4_1: w = d·(q − 0) + m, the min as a block offset.
       const [n, k] = blocks.shape as [number, number];
+      const zeroPoints = blocks.mins ? packQ4ZeroPoints(new Uint8Array(blocks.scales.length), n, k / blocks.blockSize) : undefined;
       return {
         name: blocks.name,
         source: {
           dtype: 'float32',
           shape: blocks.shape,
           data: { kind: 'inline', data: new Float32Array(0) },
-          q4: { blockSize: blocks.blockSize, packed: packQ4Codes(blocks.codes, n, k), scales: blocks.scales, zeroPoints },
+          q4: {
+            blockSize: blocks.blockSize,
+            packed: packQ4Codes(blocks.codes, n, k),
+            scales: blocks.scales,
+            ...(zeroPoints ? { zeroPoints } : {}),
+            ...(blocks.mins ? { mins: blocks.mins } : {}),
+          },
         },
       };
     },

@@ -57,14 +57,19 @@ export interface Q4Weight {
   readonly packed: Tensor;
   /** float32 (N·K/blockSize): one scale per block. */
   readonly scales: Tensor;
-  /** float32 (N·K/blockSize): w = (code − zero point) · scale. */
-  readonly zeroPoints: Tensor;
+  /**
+   * uint8 (N·⌈(K/blockSize)/2⌉): 4-bit zero points, two per byte; absent = 8. w = (code − zero point) · scale.
+   * (MatMulNBits also takes float zero points, but runs ~13× slower with them, so offsets go in `mins`.)
+   */
+  readonly zeroPoints?: Tensor;
+  /** float32 (N, K/blockSize): a per-block offset added to every weight of the block (GGUF Q4_1's min). */
+  readonly mins?: Tensor;
   readonly n: number;
   readonly k: number;
   readonly blockSize: number;
 }
 
-/** Packs one 4-bit code per element (N rows of K) into MatMulNBits' (N, K/bs, bs/2) byte layout. */
+/** Packs one 4-bit code per element (rows of `rowLength`, even) two per byte, low nibble first. */
 export const packQ4Codes = (codes: Uint8Array, n: number, k: number): Uint8Array => {
   if (codes.length !== n * k || k % 2 !== 0) throw new Error(`packQ4Codes: ${codes.length} codes do not fill ${n}×${k}`);
   const out = new Uint8Array((n * k) / 2);
@@ -72,24 +77,44 @@ export const packQ4Codes = (codes: Uint8Array, n: number, k: number): Uint8Array
   return out;
 };
 
-/** x (rows, K) · dequant(W)ᵀ → (rows, N), W frozen in 4-bit blocks. */
+/** Packs per-block 4-bit zero points (N rows of `blocks`) as MatMulNBits wants: each row padded to whole bytes. */
+export const packQ4ZeroPoints = (zeroPoints: ArrayLike<number>, n: number, blocks: number): Uint8Array => {
+  const perRow = Math.ceil(blocks / 2);
+  const out = new Uint8Array(n * perRow);
+  for (let r = 0; r < n; r++) {
+    for (let b = 0; b < blocks; b++) out[r * perRow + (b >> 1)]! |= (zeroPoints[r * blocks + b]! & 0x0f) << (b & 1 ? 4 : 0);
+  }
+  return out;
+};
+
+/** x (rows, K) · dequant(W)ᵀ → (rows, N), W frozen in 4-bit blocks (without `mins`: see linearQ4). */
 export const matMulQ4 = (x: Tensor, w: Q4Weight, name?: string): Tensor =>
-  x.g.apply1('MatMulNBits', [x, w.packed, w.scales, w.zeroPoints], { K: w.k, N: w.n, bits: 4, block_size: w.blockSize }, { name });
+  x.g.apply1('MatMulNBits', w.zeroPoints ? [x, w.packed, w.scales, w.zeroPoints] : [x, w.packed, w.scales], { K: w.k, N: w.n, bits: 4, block_size: w.blockSize }, { name });
+
+/** Splits uint8 bytes into their low and high nibbles, (…, m) → (…, 2m), low first (integer division: the CUDA EP has no bitwise ops). */
+const unpackNibbles = (bytes: Tensor, shape: readonly number[]): Tensor => {
+  const g = bytes.g;
+  const ints = cast(bytes, 'int32');
+  const sixteen = g.constant(new Int32Array([16]), 'int32');
+  const high = div(ints, sixteen);
+  const low = sub(ints, mul(high, sixteen));
+  const pairs = g.apply1('Concat', [unsqueeze(low, [-1]), unsqueeze(high, [-1])], { axis: -1 }); // (…, m, 2)
+  return cast(reshape(pairs, shape), 'float32');
+};
 
 /** The float weight (N, K) of 4-bit blocks, computed in the graph (for gradients through a frozen 4-bit W). */
-export const dequantizeQ4 = (packed: Tensor, scales: Tensor, zeroPoints: Tensor, n: number, k: number, blockSize: number): Tensor => {
-  const g = packed.g;
+export const dequantizeQ4 = (packed: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, n: number, k: number, blockSize: number): Tensor => {
   const nb = k / blockSize;
-  // Nibbles by integer division (the CUDA EP has no bitwise ops): high = b / 16, low = b − 16·high.
-  const bytes = cast(packed, 'int32'); // (N, nb, bs/2)
-  const sixteen = g.constant(new Int32Array([16]), 'int32');
-  const high = div(bytes, sixteen);
-  const low = sub(bytes, mul(high, sixteen));
-  const pairs = g.apply1('Concat', [unsqueeze(low, [-1]), unsqueeze(high, [-1])], { axis: -1 }); // (N, nb, bs/2, 2)
-  const codes = cast(reshape(pairs, [n, nb, blockSize]), 'float32'); // (N, nb, bs)
+  const codes = unpackNibbles(packed, [n, nb, blockSize]); // (N, nb, bs)
   const perBlock = (t: Tensor) => reshape(t, [n, nb, 1]);
-  const w = mul(sub(codes, perBlock(zeroPoints)), perBlock(scales)); // (N, nb, bs)
-  return reshape(w, [n, k]); // (N, K)
+  let zp: Tensor;
+  if (zeroPoints) {
+    const padded = unpackNibbles(zeroPoints, [n, 2 * Math.ceil(nb / 2)]); // (N, nb rounded up to even)
+    zp = perBlock(nb % 2 === 0 ? padded : padded.g.apply1('Slice', [padded], { starts: [0], ends: [nb], axes: [1], steps: [1] }));
+  } else {
+    zp = packed.g.constant(new Float32Array([8]), 'float32');
+  }
+  return reshape(mul(sub(codes, zp), perBlock(scales)), [n, k]); // (N, K)
 };
 
 registerOp({
@@ -97,6 +122,7 @@ registerOp({
   domain: 'com.microsoft',
   infer: (inputs, attrs, ctx) => {
     expectCount(inputs, 3, 4, ctx);
+    if (inputs[3] && inputs[3].dtype !== 'uint8') ctx.fail(`zero points must be packed uint8, got ${describe(inputs[3])}`);
     const [a, b, scales] = inputs;
     const k = Number(attrs.K);
     const n = Number(attrs.N);
@@ -113,7 +139,7 @@ registerOp({
     e.add('MatMulNBits', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, bits: 4, block_size: e.node.attrs.block_size }, { domain: 'com.microsoft' }),
   vjp: ({ x: [a, packed, scales, zeroPoints], gy: [gy], needs, attrs }) => {
     if (!needs[0]) return [undefined];
-    const w = dequantizeQ4(packed!, scales!, zeroPoints!, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
+    const w = dequantizeQ4(packed!, scales!, zeroPoints, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
     return [a!.g.apply1('MatMul', [gy!, w])]; // (rows, K)
   },
 });
