@@ -1,4 +1,5 @@
 import type { Tensor } from '../ir/graph.ts';
+import type { Dim } from '../ir/types.ts';
 import { add, expand, matmul, mul, reshape, softmax, transpose, transposeLast, unsqueeze } from '../ir/ops/index.ts';
 
 /** (B, T, H·D) → (B, H, T, D) */
@@ -21,13 +22,28 @@ export const repeatKv = (x: Tensor, groups: number): Tensor => {
 
 /**
  * softmax(q·kᵀ·scale + mask)·v. q (B, H, T, D); k, v (B, Hkv, S, D); mask additive, broadcastable to
- * (B, H, T, S).
+ * (B, H, T, S). With grouped-query attention the G = H/Hkv query heads of a key/value head are folded into its
+ * rows — (B, Hkv, G·T, D) — so keys and values are never copied G times.
  */
 export const scaledDotProductAttention = (q: Tensor, k: Tensor, v: Tensor, mask?: Tensor): Tensor => {
-  const heads = Number(q.shape[1]);
-  const groups = heads / Number(k.shape[1]);
-  const headDim = Number(q.shape[3]);
-  const scores = mul(matmul(q, transposeLast(repeatKv(k, groups))), 1 / Math.sqrt(headDim)); // (B, H, T, S)
-  const probs = softmax(mask ? add(scores, mask) : scores, -1); // (B, H, T, S)
-  return matmul(probs, repeatKv(v, groups)); // (B, H, T, D)
+  const [, heads, t, headDim] = q.shape as [Dim, number, Dim, number];
+  const kvHeads = Number(k.shape[1]);
+  const groups = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  if (groups === 1) {
+    const scores = mul(matmul(q, transposeLast(k)), scale); // (B, H, T, S)
+    return matmul(softmax(mask ? add(scores, mask) : scores, -1), v); // (B, H, T, D)
+  }
+  const qg = reshape(q, [0, kvHeads, -1, headDim]); // (B, Hkv, G·T, D)
+  const scores = mul(matmul(qg, transposeLast(k)), scale); // (B, Hkv, G·T, S)
+  let probs: Tensor;
+  if (mask) {
+    const s = scores.shape[3]!;
+    const split = reshape(scores, [0, kvHeads, groups, t, s]); // (B, Hkv, G, T, S)
+    const m = mask.rank === 4 ? unsqueeze(mask, [1]) : mask; // (B, 1, 1, T, S) or (T, S)
+    probs = reshape(softmax(add(split, m), -1), [0, kvHeads, -1, s]); // (B, Hkv, G·T, S)
+  } else {
+    probs = softmax(scores, -1);
+  }
+  return reshape(matmul(probs, v), [0, heads, t, headDim]); // (B, H, T, D)
 };
