@@ -30,6 +30,11 @@ export interface TrainStepOptions {
   readonly mixedPrecision?: boolean | LossScalerOptions;
   readonly seed?: number;
   readonly session?: SessionOptions;
+  /**
+   * Called after each applied optimizer step with the step index (0-based) and the gradients the optimizer used
+   * (clipped, unscaled): methods that adjust their tensors between steps (AdaLoRA's rank masks, Delta-LoRA) hook here.
+   */
+  readonly afterOptimizerStep?: (step: number, grads: ReadonlyMap<string, Float32Array>) => void;
 }
 
 export interface StepResult {
@@ -119,6 +124,7 @@ export class TrainStep {
     if (!skipped) {
       if (this.o.maxGradNorm !== undefined) clipGradNorm(grads, this.o.maxGradNorm);
       this.optimizer.step(grads, lr);
+      this.o.afterOptimizerStep?.(this.stepCount, grads);
     }
     this.stepCount++;
     return { step: this.stepCount, loss, gradNorm, lr, skipped };
