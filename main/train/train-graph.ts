@@ -1,0 +1,44 @@
+// The training forward for a causal LM: packed rows (block-diagonal causal attention, positions restarting per
+// example) and the LM head + loss computed only at the positions that carry a label. Pure graph; the method
+// rewrite (LoRA, …) is applied to it afterwards by name.
+import { GraphBuilder, div, gather, gatherElements, logSoftmax, neg, reduceSum, reshape, squeeze, unsqueeze, type Graph } from '../engine/ir/index.ts';
+import { blockDiagonalCausalMask } from '../engine/nn/masks.ts';
+import type { LoadedModel } from '../models/hf-folder.ts';
+import { decoder, lmHead } from '../models/llama.ts';
+import { WeightBinder } from '../models/weights.ts';
+
+/** Graph inputs of a training step. */
+export const TRAIN = {
+  inputIds: 'input_ids',
+  positionIds: 'position_ids',
+  /** (B, T) int64: which packed example each position belongs to (attention stays inside it); padding: −1. */
+  segmentIds: 'segment_ids',
+  /** (N,) int64: flat indices b·T + t of the positions whose next token is a training target. */
+  lossPositions: 'loss_positions',
+  /** (N,) int64: the target token at each of those positions. */
+  lossTargets: 'loss_targets',
+  /** () float32: the number of target tokens in the whole (accumulated) batch, so gradients add up to its mean. */
+  lossNormalizer: 'loss_normalizer',
+  loss: 'loss',
+} as const;
+
+/** Σ −log p(target) over the gathered positions / loss_normalizer. */
+export const buildTrainingGraph = (model: LoadedModel): Graph => {
+  const { config } = model;
+  const g = new GraphBuilder();
+  const inputIds = g.input(TRAIN.inputIds, 'int64', ['batch', 'seq']);
+  const positionIds = g.input(TRAIN.positionIds, 'int64', ['batch', 'seq']);
+  const segmentIds = g.input(TRAIN.segmentIds, 'int64', ['batch', 'seq']);
+  const positions = g.input(TRAIN.lossPositions, 'int64', ['targets']);
+  const targets = g.input(TRAIN.lossTargets, 'int64', ['targets']);
+  const normalizer = g.input(TRAIN.lossNormalizer, 'float32', []);
+  const w = new WeightBinder(g, model.weights, model.source);
+  const mask = blockDiagonalCausalMask(segmentIds); // (B, 1, T, T)
+  const { hidden } = decoder(g, config, w, { inputIds, positionIds, mask }); // (B, T, C)
+  const rows = reshape(hidden, [-1, config.hiddenSize]); // (B·T, C)
+  const picked = gather(rows, positions, 0, 'loss_rows'); // (N, C)
+  const logp = logSoftmax(lmHead(config, w, picked), -1); // (N, V)
+  const nll = neg(squeeze(gatherElements(logp, unsqueeze(targets, [-1]), -1), [-1])); // (N,)
+  g.output(div(reduceSum(nll, [], { keepdims: false }), normalizer), TRAIN.loss);
+  return g.build();
+};
