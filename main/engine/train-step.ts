@@ -117,6 +117,14 @@ export class TrainStep {
   /** Runs forward + backward on one batch and applies the optimizer. */
   async step(batch: Readonly<Record<string, HostTensor>>): Promise<StepResult> {
     const { grads, loss, finite } = await this.computeGradients(batch);
+    return this.applyGradients(grads, loss, finite);
+  }
+
+  /**
+   * Applies gradients computed (and, for accumulation, summed) by computeGradients: clipping, the optimizer, the
+   * after-step hook. `finite` false (an overflow under mixed precision) skips the update.
+   */
+  applyGradients(grads: Map<string, Float32Array>, loss: number, finite = true): StepResult {
     this.scaler?.update(finite);
     const lr = typeof this.o.lr === 'number' ? this.o.lr : lrAt(this.o.lr, this.stepCount);
     const gradNorm = finite ? globalGradNorm(grads) : NaN;
