@@ -19,7 +19,8 @@ export interface TrainStepOptions {
   readonly params: readonly Param[];
   /** Parameter groups (per-group lr, lr scale, weight decay); default: one group holding every param. */
   readonly groups?: readonly ParamGroup[];
-  readonly optimizer: OptimizerConfig;
+  /** An optimizer config, or a factory for optimizers outside the config set (LoRA-FA's projected update). */
+  readonly optimizer: OptimizerConfig | ((groups: readonly ParamGroup[]) => Optimizer);
   /** A schedule, or a constant learning rate. */
   readonly lr: ScheduleConfig | number;
   /** Global-norm gradient clipping; off when undefined. */
@@ -101,7 +102,8 @@ export class TrainStep {
       ...(scaler ? { lossScale: LOSS_SCALE_INPUT } : {}),
     });
     const session = await Session.create(grad.graph, o.session);
-    const optimizer = createOptimizer(o.optimizer, o.groups ?? [{ name: 'default', params: o.params }]);
+    const groups = o.groups ?? [{ name: 'default', params: o.params }];
+    const optimizer = typeof o.optimizer === 'function' ? o.optimizer(groups) : createOptimizer(o.optimizer, groups);
     const wantsRng = graph.has(SEED_INPUT) && graph.has(STEP_INPUT);
     return new TrainStep(session, o.params, grad.grads, lossName, optimizer, o, scaler, o.seed ?? 0, wantsRng);
   }

@@ -1,10 +1,11 @@
 import { PeftError } from './errors.ts';
 import { adaloraMethod } from './adalora.ts';
 import { loraMethod } from './lora.ts';
+import { veraMethod } from './vera.ts';
 import type { PeftMethod } from './method.ts';
 
 /** Every method the engine has, by PEFT's peft_type. */
-const METHODS: readonly PeftMethod<never>[] = [loraMethod as PeftMethod<never>, adaloraMethod as PeftMethod<never>];
+const METHODS = [loraMethod, adaloraMethod, veraMethod] as unknown as readonly PeftMethod<never>[];
 
 export const peftMethods = (): readonly PeftMethod<never>[] => METHODS;
 
