@@ -9,8 +9,16 @@ import type { TrainableTensor } from './method.ts';
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
-/** In-memory key → saved key: PEFT drops the adapter name before the final `.weight`/`.bias`. */
-export const savedKey = (key: string, adapter: string): string => key.replace(`.${adapter}.`, '.');
+/**
+ * In-memory key → saved key, as PEFT's get_peft_model_state_dict: the adapter name goes; a modules_to_save copy
+ * is saved under the module's own key (`<module>.modules_to_save.<adapter>.weight` → `<module>.weight`); DoRA's
+ * magnitude also loses its final `.weight` (`<module>.lora_magnitude_vector`).
+ */
+export const savedKey = (key: string, adapter: string): string => {
+  const magnitude = `.lora_magnitude_vector.${adapter}.weight`;
+  if (key.endsWith(magnitude)) return `${key.slice(0, -magnitude.length)}.lora_magnitude_vector`;
+  return key.replace(`.modules_to_save.${adapter}.`, '.').replace(`.${adapter}.`, '.');
+};
 
 export const saveAdapter = (dir: string, config: Readonly<Record<string, unknown>>, params: readonly TrainableTensor[], adapter = 'default'): void => {
   mkdirSync(dir, { recursive: true });
@@ -55,6 +63,8 @@ export const assignAdapterWeights = (params: readonly TrainableTensor[], loaded:
   return params.map((p) => {
     const key = savedKey(p.name, adapter);
     const t = loaded.tensors.get(key);
+    // PEFT 0.17 does not save bias='lora_only' biases: a base bias the file lacks keeps the checkpoint's value.
+    if (!t && p.role === 'bias') return p;
     if (!t) throw new PeftError(`${loaded.dir}: tensor '${key}' is missing from ${ADAPTER_WEIGHTS}`);
     if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
       throw new PeftError(`${loaded.dir}: tensor '${key}' has shape [${t.shape.join(', ')}], this model needs [${p.shape.join(', ')}]`);

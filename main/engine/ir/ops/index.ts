@@ -8,3 +8,4 @@ export { getOp, registeredOps, type OpDef, type EmitCtx, type VjpCtx, type Infer
 export * from './indexing.ts';
 export * from './random.ts';
 export * from './quant.ts';
+export * from './stop-gradient.ts';
