@@ -147,6 +147,14 @@ export class TrainStep {
   async computeGradients(
     batch: Readonly<Record<string, HostTensor>>,
   ): Promise<{ loss: number; grads: Map<string, Float32Array>; finite: boolean }> {
+    const out = await this.session.run(this.feedsFor(batch), [this.lossName, ...this.gradNames.values()]);
+    const grads = new Map<string, Float32Array>();
+    for (const [param, gradName] of this.gradNames) grads.set(param, out[gradName]!.data as Float32Array);
+    const finite = this.scaler ? this.scaler.unscale(grads.values()) : true;
+    return { loss: Number(out[this.lossName]!.data[0]), grads, finite };
+  }
+
+  private feedsFor(batch: Readonly<Record<string, HostTensor>>): Record<string, HostTensor> {
     const feeds: Record<string, HostTensor> = { ...batch };
     for (const p of this.params) {
       if (p.name in batch) throw new TrainStepError(`batch feeds '${p.name}', which is a trainable tensor`);
@@ -157,11 +165,13 @@ export class TrainStep {
       feeds[STEP_INPUT] = { dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(this.stepCount)]) };
     }
     if (this.scaler) feeds[LOSS_SCALE_INPUT] = { dtype: 'float32', shape: [], data: new Float32Array([this.scaler.scale]) };
-    const out = await this.session.run(feeds, [this.lossName, ...this.gradNames.values()]);
-    const grads = new Map<string, Float32Array>();
-    for (const [param, gradName] of this.gradNames) grads.set(param, out[gradName]!.data as Float32Array);
-    const finite = this.scaler ? this.scaler.unscale(grads.values()) : true;
-    return { loss: Number(out[this.lossName]!.data[0]), grads, finite };
+    return feeds;
+  }
+
+  /** The loss alone (evaluation): the same session and weights, only the loss fetched. */
+  async computeLoss(batch: Readonly<Record<string, HostTensor>>): Promise<number> {
+    const out = await this.session.run(this.feedsFor(batch), [this.lossName]);
+    return Number(out[this.lossName]!.data[0]);
   }
 
   state(): TrainStepState {

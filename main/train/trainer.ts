@@ -3,7 +3,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../engine/ir/index.ts';
-import { Session, type HostTensor, type SessionOptions } from '../engine/onnx/runtime.ts';
+import type { SessionOptions } from '../engine/onnx/runtime.ts';
 import type { OptimizerConfig, ScheduleConfig } from '../engine/optim/index.ts';
 import { TrainStep } from '../engine/train-step.ts';
 import type { TrainableTensor } from '../peft/method.ts';
@@ -81,7 +81,6 @@ export class Trainer {
   private constructor(
     private readonly init: TrainerInit,
     private readonly step: TrainStep,
-    private readonly evalSession: Session | undefined,
     private readonly params: TrainableTensor[],
   ) {}
 
@@ -101,8 +100,7 @@ export class Trainer {
       seed: h.seed ?? 0,
       ...(h.session ? { session: h.session } : {}),
     });
-    const evalSession = init.eval?.length ? await Session.create(init.graph, h.session) : undefined;
-    return new Trainer(init, step, evalSession, params);
+    return new Trainer(init, step, params);
   }
 
   /** Finishes the current step, then stops; run() resolves with status 'cancelled'. */
@@ -164,7 +162,8 @@ export class Trainer {
     const started = performance.now();
     let tokensSeen = 0;
     const startStep = this.step.steps;
-    for (let epoch = position.epoch; epoch < epochs && this.step.steps < totalSteps; epoch++) {
+    // With maxSteps, epochs continue until the steps are done (packing makes epochs differ slightly in length).
+    for (let epoch = position.epoch; (h.maxSteps !== undefined || epoch < epochs) && this.step.steps < totalSteps; epoch++) {
       const batches = epochMicroBatches(train, epoch, p);
       for (let mb = epoch === position.epoch ? position.microBatch : 0; mb + accumulation <= batches.length; mb += accumulation) {
         if (this.step.steps >= totalSteps) break;
@@ -205,7 +204,7 @@ export class Trainer {
           rssBytes: process.memoryUsage().rss,
           epoch,
         });
-        if (h.evalEvery && this.evalSession && result.step % h.evalEvery === 0) {
+        if (h.evalEvery && this.init.eval?.length && result.step % h.evalEvery === 0) {
           lastEvalLoss = await this.evaluate();
           this.init.onEvent?.({ type: 'eval', step: result.step, loss: lastEvalLoss, perplexity: Math.exp(lastEvalLoss) });
           if (lastEvalLoss < best - 1e-6) [best, stale] = [lastEvalLoss, 0];
@@ -225,42 +224,32 @@ export class Trainer {
     return { status: 'completed', steps: this.step.steps, losses, ...(lastEvalLoss !== undefined ? { lastEvalLoss } : {}) };
   }
 
-  /** Token-mean loss over the eval examples with the current trainable tensors. */
+  /**
+   * Token-mean loss over the eval examples with the current trainable tensors, through the training session (one
+   * copy of the weights; loss only). Dropout, when the method has it, draws the current step's masks.
+   */
   async evaluate(): Promise<number> {
-    const session = this.evalSession;
     const examples = this.init.eval ?? [];
-    if (!session || examples.length === 0) throw new Error('no eval set');
+    if (examples.length === 0) throw new Error('no eval set');
     const batches = epochMicroBatches(examples, 0, { ...plan(this.init.hyper), seed: 0 });
     let sum = 0;
     let count = 0;
-    const paramFeeds = Object.fromEntries(this.params.map((q) => [q.name, { dtype: 'float32' as const, shape: [...q.shape], data: q.data }]));
     for (const rows of batches) {
       const m = packMicroBatch(rows);
       if (m.targets === 0) continue;
-      const out = await session.run({ ...withNormalizer(m, 1), ...paramFeeds, ...this.rngFeeds() }, ['loss']);
-      sum += Number(out.loss!.data[0]);
+      sum += await this.step.computeLoss(withNormalizer(m, 1));
       count += m.targets;
     }
     return sum / Math.max(1, count);
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.step.release(), this.evalSession?.release()]);
+    await this.step.release();
   }
 
   /** Deletes this run's checkpoints (after the final adapter is saved elsewhere). */
   clearCheckpoints(): void {
     rmSync(join(this.init.outputDir, 'checkpoints'), { recursive: true, force: true });
-  }
-
-  private rngFeeds(): Record<string, HostTensor> {
-    const g = this.init.graph;
-    if (!g.has('rng.seed')) return {};
-    // Evaluation runs without dropout noise varying between evals: a fixed step.
-    return {
-      'rng.seed': { dtype: 'int64' as const, shape: [], data: new BigInt64Array([BigInt(this.init.hyper.seed ?? 0)]) },
-      'rng.step': { dtype: 'int64' as const, shape: [], data: new BigInt64Array([0n]) },
-    };
   }
 }
 
