@@ -127,19 +127,103 @@ registerOp({
     const k = Number(attrs.K);
     const n = Number(attrs.N);
     const bs = Number(attrs.block_size);
-    if (Number(attrs.bits) !== 4) ctx.fail('only 4-bit weights are supported');
+    const bits = Number(attrs.bits);
+    if (bits !== 4 && bits !== 8) ctx.fail(`bits=${bits}: only 4- and 8-bit weights are supported`);
     if (!dimEq(a!.shape[a!.shape.length - 1]!, k)) ctx.fail(`input ${describe(a!)} does not end in K=${k}`);
-    if (b!.dtype !== 'uint8' || !(b!.shape.length === 3 && b!.shape[0] === n && b!.shape[1] === k / bs && b!.shape[2] === bs / 2)) {
-      ctx.fail(`packed weight ${describe(b!)} is not uint8[${n}, ${k / bs}, ${bs / 2}]`);
+    const blob = (bs * bits) / 8;
+    if (b!.dtype !== 'uint8' || !(b!.shape.length === 3 && b!.shape[0] === n && b!.shape[1] === k / bs && b!.shape[2] === blob)) {
+      ctx.fail(`packed weight ${describe(b!)} is not uint8[${n}, ${k / bs}, ${blob}]`);
     }
     if (scales!.dtype !== a!.dtype) ctx.fail(`scales ${describe(scales!)} must have the input's dtype`);
     return [{ dtype: a!.dtype, shape: [...a!.shape.slice(0, -1), n] }];
   },
   emit: (e) =>
-    e.add('MatMulNBits', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, bits: 4, block_size: e.node.attrs.block_size }, { domain: 'com.microsoft' }),
+    e.add('MatMulNBits', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, bits: e.node.attrs.bits, block_size: e.node.attrs.block_size }, { domain: 'com.microsoft' }),
   vjp: ({ x: [a, packed, scales, zeroPoints], gy: [gy], needs, attrs }) => {
     if (!needs[0]) return [undefined];
+    if (Number(attrs.bits) !== 4) throw new Error('gradients through 8-bit MatMulNBits weights are not supported; dequantize them');
     const w = dequantizeQ4(packed!, scales!, zeroPoints, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
     return [a!.g.apply1('MatMul', [gy!, w])]; // (rows, K)
+  },
+});
+
+// --- NF4 4-bit matmul (com.microsoft.MatMulBnb4, bitsandbytes' layout) for frozen quantized weights ---
+
+/** bitsandbytes' NF4 code (QLoRA, Dettmers et al. 2023): the 16 values a 4-bit code stands for, times the block's absmax. */
+export const NF4_CODE: Float32Array = Float32Array.from([
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
+  -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]);
+
+/** MatMulBnb4's quant_type for NF4 (0 is FP4). */
+export const BNB4_NF4 = 1;
+
+export interface Bnb4Weight {
+  /** uint8 (N·K/2): the row-major (N, K) weight's codes, two per byte, high nibble first (bitsandbytes' layout). */
+  readonly packed: Tensor;
+  /** float32 (N·K/blockSize): each block's absmax, stored or (double quantization) computed in the graph. */
+  readonly absmax: Tensor;
+  readonly n: number;
+  readonly k: number;
+  readonly blockSize: number;
+}
+
+/** x (…, K) · dequant(W)ᵀ → (…, N), W frozen in NF4 blocks along the flattened (N, K) weight. */
+export const matMulBnb4 = (x: Tensor, w: Bnb4Weight, name?: string): Tensor =>
+  x.g.apply1('MatMulBnb4', [x, w.packed, w.absmax], { K: w.k, N: w.n, block_size: w.blockSize, quant_type: BNB4_NF4 }, { name });
+
+/**
+ * uint8 → float32 byte values through a DequantizeLinear: ORT constant-folds any other op whose inputs are all
+ * initializers (a frozen weight's dequantization would sit in memory as float32), but leaves DequantizeLinear be.
+ */
+export const unfoldedBytes = (bytes: Tensor, name?: string): Tensor =>
+  dequantizeLinear(bytes, bytes.g.constant(new Float32Array([1]), 'float32'), { axis: 0, ...(name ? { name } : {}) });
+
+/** Looks uint8 codes up in `table` (float32 (256, …)) without ORT folding the result into an initializer. */
+export const lookupBytes = (table: Tensor, bytes: Tensor, name?: string): Tensor =>
+  table.g.apply1('Gather', [table, cast(unfoldedBytes(bytes), 'int32')], { axis: 0 }, { name });
+
+const nf4Pairs = Float32Array.from({ length: 512 }, (_, i) => NF4_CODE[i & 1 ? (i >> 1) & 0x0f : i >> 5]!);
+const pairTables = new WeakMap<Tensor['g'], Tensor>();
+/** Both NF4 values of every byte, high nibble first (256, 2): one Gather dequantizes two codes. One per graph. */
+const nf4PairTable = (g: Tensor['g']): Tensor => {
+  let t = pairTables.get(g);
+  if (!t) pairTables.set(g, (t = g.constant(nf4Pairs, 'float32', [256, 2])));
+  return t;
+};
+
+/** The float weight (N, K) of NF4 blocks by table lookup × absmax, in the graph (for gradients through a frozen W). */
+export const dequantizeBnb4 = (packed: Tensor, absmax: Tensor, n: number, k: number, blockSize: number): Tensor => {
+  const g = packed.g;
+  const pairs = lookupBytes(nf4PairTable(g), packed); // (N·K/2, 2)
+  const blocks = reshape(pairs, [(n * k) / blockSize, blockSize]); // (N·K/bs, bs)
+  return reshape(mul(blocks, reshape(absmax, [(n * k) / blockSize, 1])), [n, k]); // (N, K)
+};
+
+registerOp({
+  type: 'MatMulBnb4',
+  domain: 'com.microsoft',
+  infer: (inputs, attrs, ctx) => {
+    expectCount(inputs, 3, 3, ctx);
+    const [a, b, absmax] = inputs;
+    const k = Number(attrs.K);
+    const n = Number(attrs.N);
+    const bs = Number(attrs.block_size);
+    if (Number(attrs.quant_type) !== BNB4_NF4) ctx.fail('only NF4 (quant_type 1) is supported');
+    if (!(bs >= 16 && (bs & (bs - 1)) === 0) || (n * k) % bs !== 0) ctx.fail(`block_size ${bs} must be a power of two ≥ 16 that divides N·K = ${n * k}`);
+    if (!dimEq(a!.shape[a!.shape.length - 1]!, k)) ctx.fail(`input ${describe(a!)} does not end in K=${k}`);
+    if (b!.dtype !== 'uint8' || b!.shape.length !== 1 || b!.shape[0] !== (n * k) / 2) ctx.fail(`packed weight ${describe(b!)} is not uint8[${(n * k) / 2}]`);
+    if (absmax!.dtype !== a!.dtype || absmax!.shape.length !== 1 || absmax!.shape[0] !== (n * k) / bs) {
+      ctx.fail(`absmax ${describe(absmax!)} is not ${a!.dtype}[${(n * k) / bs}]`);
+    }
+    return [{ dtype: a!.dtype, shape: [...a!.shape.slice(0, -1), n] }];
+  },
+  emit: (e) =>
+    e.add('MatMulBnb4', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, block_size: e.node.attrs.block_size, quant_type: BNB4_NF4 }, { domain: 'com.microsoft' }),
+  vjp: ({ x: [a, packed, absmax], gy: [gy], needs, attrs }) => {
+    if (!needs[0]) return [undefined];
+    const w = dequantizeBnb4(packed!, absmax!, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
+    return [a!.g.apply1('MatMul', [gy!, w])]; // (…, K)
   },
 });
