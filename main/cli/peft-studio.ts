@@ -1,6 +1,10 @@
 // peft-studio: the command line over the service. Exit codes: 0 ok, 1 failure, 2 unusable input (bad dataset,
 // model or arguments), 130 interrupted.
 import { parseArgs } from 'node:util';
+import { ModelLoadError } from '../models/errors.ts';
+import { TokenizerError } from '../models/tokenizer/index.ts';
+import { PeftError } from '../peft/errors.ts';
+import { runChatCommand } from './chat-command.ts';
 import { runDemoCommand } from './demo-command.ts';
 
 export const EXIT = { ok: 0, failure: 1, badInput: 2, interrupted: 130 } as const;
@@ -11,6 +15,9 @@ commands:
   demo [--model PATH] [--out DIR] [--steps N] [--threads N] [--json]
       Trains a LoRA on SmolLM2-135M-Instruct to answer US-capital questions as one JSON object, shows the eval
       loss falling, and prints base and adapter answers side by side on 20 held-out questions.
+
+  chat --model PATH [--adapter DIR]... [--max-tokens N] [--temperature T] [--seed N] [--system TEXT] [--json] PROMPT
+      The base model and up to 4 adapters (PEFT folders) answer PROMPT side by side, in one batched pass.
 
 exit codes: 0 ok, 1 failure, 2 unusable input, 130 interrupted`;
 
@@ -24,6 +31,21 @@ const main = async (argv: string[]): Promise<number> => {
       });
       return runDemoCommand(values);
     }
+    case 'chat': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          model: { type: 'string' }, adapter: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' },
+          temperature: { type: 'string' }, seed: { type: 'string' }, system: { type: 'string' }, json: { type: 'boolean' },
+        },
+      });
+      if (positionals.length === 0) {
+        console.error('peft-studio chat: give the prompt as the last argument');
+        return EXIT.badInput;
+      }
+      return runChatCommand({ ...values, maxTokens: values['max-tokens'] }, positionals.join(' '));
+    }
     case undefined:
     case 'help':
     case '--help':
@@ -35,10 +57,13 @@ const main = async (argv: string[]): Promise<number> => {
   }
 };
 
+/** Errors about what the user gave (a model folder, an adapter, a dataset) exit 2; anything else 1. */
+const BAD_INPUT: readonly (abstract new (...args: never[]) => Error)[] = [ModelLoadError, PeftError, TokenizerError];
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     console.error(`peft-studio: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(EXIT.failure);
+    process.exit(BAD_INPUT.some((E) => err instanceof E) ? EXIT.badInput : EXIT.failure);
   },
 );
