@@ -1,11 +1,13 @@
 import { PeftError } from './errors.ts';
 import { adaloraMethod } from './adalora.ts';
+import { deltaLoraMethod } from './delta-lora.ts';
 import { loraMethod } from './lora.ts';
+import { loraDropMethod } from './lora-drop.ts';
 import { veraMethod } from './vera.ts';
 import type { PeftMethod } from './method.ts';
 
 /** Every method the engine has, by PEFT's peft_type. */
-const METHODS = [loraMethod, adaloraMethod, veraMethod] as unknown as readonly PeftMethod<never>[];
+const METHODS = [loraMethod, adaloraMethod, veraMethod, deltaLoraMethod, loraDropMethod] as unknown as readonly PeftMethod<never>[];
 
 export const peftMethods = (): readonly PeftMethod<never>[] => METHODS;
 
