@@ -113,6 +113,11 @@ export class Trainer {
     this.pauseRequested = true;
   }
 
+  /** The execution provider the training session runs on, and why. */
+  get provider(): { readonly provider: string; readonly reason: string } {
+    return this.step.provider;
+  }
+
   get trainables(): readonly TrainableTensor[] {
     return this.params;
   }
