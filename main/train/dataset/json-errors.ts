@@ -11,9 +11,11 @@ const lowerFirst = (s: string): string => s.charAt(0).toLowerCase() + s.slice(1)
 /** Turns a JSON.parse SyntaxError into `broken JSON: ...` with an offset where known. */
 export const describeJsonError = (err: unknown): JsonSyntaxProblem => {
   const raw = err instanceof Error ? err.message : String(err);
-  const positioned = /^(.*?) in JSON at position (\d+)/s.exec(raw);
+  const positioned = /^(.*?) (in|after) JSON at position (\d+)/s.exec(raw);
   if (positioned) {
-    return { message: `broken JSON: ${lowerFirst(positioned[1]!)}`, offset: Number(positioned[2]) };
+    const what = lowerFirst(positioned[1]!);
+    const message = positioned[2] === 'after' ? `${what} after the end of the JSON value (a missing comma?)` : what;
+    return { message: `broken JSON: ${message}`, offset: Number(positioned[3]) };
   }
   const token = /^Unexpected token '(.+?)', /s.exec(raw);
   if (token) return { message: `broken JSON: unexpected ${JSON.stringify(token[1])} (not a JSON value)` };

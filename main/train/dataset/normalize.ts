@@ -162,6 +162,20 @@ const textField = (value: Obj, names: readonly string[], required: boolean, erro
   return v;
 };
 
+/** The assistant's text of a flat format ("output", "completion"): present, text, not empty. */
+const answerField = (value: Obj, names: readonly string[], errors: string[], what: string): string | undefined => {
+  const name = names.find((n) => n in value);
+  if (name === undefined) {
+    errors.push(`no "${names[0]}" field (${what})`);
+    return undefined;
+  }
+  const v = value[name];
+  if (typeof v !== 'string') errors.push(v === null ? `"${name}" is null: an empty assistant turn (nothing to train on)` : `"${name}" must be text, got ${describeType(v)}`);
+  else if (v.trim() === '') errors.push(`"${name}" is empty: an empty assistant turn (nothing to train on)`);
+  else return v;
+  return undefined;
+};
+
 const chat = (line: number, messages: ChatTurn[]): ChatRecord => ({ kind: 'chat', line, messages });
 
 const withSystem = (system: string | undefined, turns: ChatTurn[]): ChatTurn[] =>
@@ -171,10 +185,8 @@ const normalizeAlpaca = (v: Obj, line: number, errors: string[]): ChatRecord | u
   const what = FORMAT_SIGNATURES.alpaca;
   const instruction = textField(v, ['instruction'], true, errors, what);
   const input = textField(v, ['input', 'context'], false, errors, what);
-  const output = textField(v, ['output', 'response'], false, errors, what);
+  const output = answerField(v, ['output', 'response'], errors, what);
   const system = textField(v, ['system'], false, errors, what);
-  if (!('output' in v) && !('response' in v)) errors.push(`no "output" field (${what})`);
-  else if (output !== undefined && output.trim() === '') errors.push('"output" is empty: an empty assistant turn (nothing to train on)');
   if (errors.length || instruction === undefined || output === undefined) return undefined;
   const user = input !== undefined && input.trim() !== '' ? `${instruction}\n\n${input}` : instruction;
   return chat(line, withSystem(system, [{ role: 'user', content: user }, { role: 'assistant', content: output }]));
@@ -190,9 +202,7 @@ const normalizePromptCompletion = (v: Obj, line: number, errors: string[], warni
   }
   const what = FORMAT_SIGNATURES['prompt-completion'];
   const promptText = textField(v, ['prompt'], true, errors, what);
-  if (!('completion' in v)) errors.push(`no "completion" field (${what})`);
-  const completionText = textField(v, ['completion'], false, errors, what);
-  if (completionText !== undefined && completionText.trim() === '') errors.push('"completion" is empty: an empty assistant turn (nothing to train on)');
+  const completionText = answerField(v, ['completion'], errors, what);
   const system = textField(v, ['system'], false, errors, what);
   if (errors.length || promptText === undefined || completionText === undefined) return undefined;
   return chat(line, withSystem(system, [{ role: 'user', content: promptText }, { role: 'assistant', content: completionText }]));
@@ -249,5 +259,6 @@ export const normalizeValue = (value: unknown, format: DatasetFormat, line: numb
     }
   }
   if (record?.kind === 'chat') record = checkConversation(record, errors, warnings);
+  if (!record && errors.length === 0) errors.push(`the record has none of the fields of ${FORMAT_SIGNATURES[format]}`);
   return errors.length ? { errors, warnings } : { record, errors, warnings };
 };

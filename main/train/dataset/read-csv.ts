@@ -3,7 +3,7 @@
  * field is doubled (""); quoted fields may hold delimiters and newlines. The first row names the columns.
  * Line numbers are physical lines: a record that spans lines (a quoted newline) is reported at the line where it
  * starts. Malformed quoting is an error naming the line: a quote that never closes, a stray quote inside an
- * unquoted field, text after a closing quote.
+ * unquoted field, text after a closing quote. CRLF inside a quoted value becomes LF.
  */
 import type { SourceRow } from './read-json.ts';
 import type { ProblemLog } from './problems.ts';
@@ -12,6 +12,12 @@ export interface CsvOptions {
   /** Field separator; default ',' (a .tsv file: tab). */
   readonly delimiter?: string;
 }
+
+/**
+ * TSV files rarely quote: there a quote inside an unquoted field is just a character; a field that starts with
+ * one is still read as quoted. CSV follows RFC 4180 strictly.
+ */
+const quotesInsideFieldsAllowed = (delimiter: string): boolean => delimiter === '\t';
 
 interface CsvRecord {
   readonly line: number;
@@ -52,10 +58,12 @@ export const parseCsvRecords = (text: string, log: ProblemLog, delimiter = ','):
           break;
         }
         if (!closed) {
+          let lastLine = quoteLine;
+          for (let k = text.indexOf('\n', i); k >= 0 && k < n - 1; k = text.indexOf('\n', k + 1)) lastLine++;
           log.error(
             quoteLine,
-            `a quoted field opens here and is never closed (unbalanced quotes; the rest of the file, ${line - quoteLine + 1} lines, ` +
-              'was read as part of it)',
+            `a quoted field opens here and is never closed (unbalanced quotes: lines ${quoteLine} to ${lastLine}, the rest of ` +
+              'the file, would all be this one field)',
           );
           return records;
         }
@@ -66,7 +74,8 @@ export const parseCsvRecords = (text: string, log: ProblemLog, delimiter = ','):
           broken = true;
           while (i < n && text.charCodeAt(i) !== d && text.charCodeAt(i) !== 0x0a) i++;
         }
-        fields.push(value);
+        // Excel on Windows writes CRLF inside quoted values too; examples use LF.
+        fields.push(value.replace(/\r\n/g, '\n'));
       } else {
         let j = i;
         while (j < n) {
@@ -76,7 +85,7 @@ export const parseCsvRecords = (text: string, log: ProblemLog, delimiter = ','):
         }
         let value = text.slice(i, j);
         if (value.endsWith('\r') && (j >= n || text.charCodeAt(j) === 0x0a)) value = value.slice(0, -1);
-        if (value.includes('"') && !broken) {
+        if (value.includes('"') && !broken && !quotesInsideFieldsAllowed(delimiter)) {
           log.error(line, `a quote inside unquoted field ${fields.length + 1} (quote the whole field and double the quote: "a ""b"" c")`);
           broken = true;
         }

@@ -22,6 +22,8 @@ export interface ReadLinesSummary {
   /** Physical lines in the file (a last line without a newline counts). */
   lines: number;
   bytes: number;
+  /** Most bytes of one line held at once (never more than maxLineBytes). */
+  maxHeldBytes?: number;
 }
 
 /**
@@ -87,6 +89,7 @@ export async function* readTextLines(
       }
       if (!overflow && piece.length > 0) parts.push(piece);
       lineBytes += piece.length;
+      if (!overflow) summary.maxHeldBytes = Math.max(summary.maxHeldBytes ?? 0, lineBytes);
       if (newline < 0) break;
       const done = finishLine();
       parts = [];

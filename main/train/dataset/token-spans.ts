@@ -4,7 +4,7 @@
  * overlaps a span, from the token holding its first character to the one holding its last).
  *
  * The tokenizer gives no offsets, so they are rebuilt: for byte-level BPE vocabularies (GPT-2, Llama 3, Qwen,
- * SmolLM, ...) each token string maps back to its bytes through GPT-2's byte↔unicode table, and the byte lengths
+ * SmolLM, ...) each token's vocabulary string maps back to its bytes through GPT-2's byte↔unicode table, and the byte lengths
  * must add up to the text's UTF-8 length (checked). Other tokenizers (SentencePiece), or any text where that check
  * fails (a normalizer changed the text, a token that strips spaces), fall back to encoding the text up to each
  * span boundary and comparing with the full token list.
@@ -33,14 +33,13 @@ const utf8Length = (s: string): number => Buffer.byteLength(s, 'utf8');
  * the text; undefined otherwise.
  */
 export const byteLevelTokenEnds = (tokenizer: Tokenizer, text: string, ids: readonly number[]): number[] | undefined => {
-  const tokens = tokenizer.tokenize(text, { addSpecialTokens: false });
-  if (tokens.length !== ids.length) return undefined;
   const added = new Set(tokenizer.addedTokens.map((t) => t.id));
   const ends: number[] = [];
   let total = 0;
-  for (let k = 0; k < tokens.length; k++) {
-    const token = tokens[k]!;
-    if (added.has(ids[k]!)) total += utf8Length(token);
+  for (const id of ids) {
+    const token = tokenizer.idToToken(id);
+    if (token === undefined) return undefined;
+    if (added.has(id)) total += utf8Length(token);
     else {
       for (let c = 0; c < token.length; c++) {
         if (!BYTE_OF_CHAR.has(token.charCodeAt(c))) return undefined;
@@ -71,11 +70,20 @@ const tokenRangeByPrefixes = (tokenizer: Tokenizer, text: string, ids: readonly 
   return [first, Math.max(first, Math.min(last, ids.length))];
 };
 
-/** A 0/1 mask over `ids` (the tokens of `text`): 1 where a token overlaps one of `spans`. */
-export const maskTokensInSpans = (tokenizer: Tokenizer, text: string, ids: readonly number[], spans: readonly CharSpan[]): Uint8Array => {
+/**
+ * A 0/1 mask over `ids` (the tokens of `text`): 1 where a token overlaps one of `spans`. `method` 'prefixes'
+ * forces the slower any-tokenizer path (tests compare the two).
+ */
+export const maskTokensInSpans = (
+  tokenizer: Tokenizer,
+  text: string,
+  ids: readonly number[],
+  spans: readonly CharSpan[],
+  method: 'auto' | 'prefixes' = 'auto',
+): Uint8Array => {
   const mask = new Uint8Array(ids.length);
   if (spans.length === 0) return mask;
-  const ends = byteLevelTokenEnds(tokenizer, text, ids);
+  const ends = method === 'auto' ? byteLevelTokenEnds(tokenizer, text, ids) : undefined;
   if (ends) {
     for (const span of spans) {
       if (span.end <= span.start) continue;
