@@ -11,7 +11,7 @@ import { applyChatTemplate } from '../models/tokenizer/index.ts';
 import { applyLora } from '../peft/lora.ts';
 import { parseLoraConfig } from '../peft/lora-config.ts';
 import { loadAdapterFiles, saveAdapter } from '../peft/peft-io.ts';
-import { tokenizeChat } from '../train/chat-example.ts';
+import { tokenizeConversation, type ChatTurn } from '../train/dataset/index.ts';
 import { buildTrainingGraph } from '../train/train-graph.ts';
 import { Trainer, type TrainerEvent } from '../train/trainer.ts';
 import { demoSplit, followsBehaviour } from './demo-data.ts';
@@ -85,7 +85,8 @@ export const runDemo = async (o: DemoOptions): Promise<DemoResult> => {
   const loraRaw = { peft_type: 'LORA', r: 16, lora_alpha: 32, lora_dropout: 0, target_modules: 'all-linear', task_type: 'CAUSAL_LM', base_model_name_or_path: DEMO_MODEL_REPO };
   const { config } = parseLoraConfig(loraRaw, 'demo LoRA config');
   const adapted = applyLora(buildTrainingGraph(opened.model), config, { seed: 1 });
-  const tokenize = (messages: (typeof data.train)[number]) => tokenizeChat(opened.tokenizer, messages);
+  const tokenize = (messages: (typeof data.train)[number]) =>
+    tokenizeConversation(opened.tokenizer, { kind: 'chat', line: 0, messages: messages as readonly ChatTurn[] });
   const session = o.threads ? { threads: o.threads } : {};
   const trainer = await Trainer.create({
     graph: adapted.graph,
