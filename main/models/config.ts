@@ -2,6 +2,8 @@ import { ModelLoadError } from './errors.ts';
 
 export type RopeScaling =
   | { readonly type: 'default' }
+  /** Per-frequency divisors as llama.cpp stores them (GGUF rope_freqs.weight: llama3 scaling baked in). */
+  | { readonly type: 'freq_factors'; readonly factors: Float32Array }
   | { readonly type: 'linear'; readonly factor: number }
   | {
       readonly type: 'llama3';

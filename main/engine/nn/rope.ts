@@ -3,6 +3,7 @@ import { add, cast, concat, cos, matmul, mul, neg, sin, slice, unsqueeze, END } 
 
 export type RopeScalingSpec =
   | { readonly type: 'default' }
+  | { readonly type: 'freq_factors'; readonly factors: Float32Array }
   | { readonly type: 'linear'; readonly factor: number }
   | { readonly type: 'llama3'; readonly factor: number; readonly lowFreqFactor: number; readonly highFreqFactor: number; readonly originalMaxPositionEmbeddings: number };
 
@@ -10,6 +11,10 @@ export type RopeScalingSpec =
 export const ropeInverseFrequencies = (headDim: number, theta: number, scaling: RopeScalingSpec): Float32Array => {
   const base = Float32Array.from({ length: headDim / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / headDim));
   if (scaling.type === 'default') return base;
+  if (scaling.type === 'freq_factors') {
+    if (scaling.factors.length !== base.length) throw new Error(`rope frequency factors: ${scaling.factors.length} values for ${base.length} frequencies`);
+    return base.map((f, i) => f / scaling.factors[i]!);
+  }
   if (scaling.type === 'linear') return base.map((f) => f / scaling.factor);
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: ctx } = scaling;
   const lowWavelen = ctx / lowFreqFactor;

@@ -1,7 +1,7 @@
 import { parseModelConfig } from '../config.ts';
 import type { LoadedModel } from '../hf-folder.ts';
 import type { WeightSource } from '../weights.ts';
-import { ggufChatTemplate, ggufHfConfig, ggufRopeFreqs, ggufTokenizer, type GgufTokenizerMetadata, type HfStyleConfig } from './config.ts';
+import { ROPE_FREQS_TENSOR, ggufChatTemplate, ggufHfConfig, ggufRopeFreqs, ggufTokenizer, type GgufTokenizerMetadata, type HfStyleConfig } from './config.ts';
 import { dequantizeTensor, q4Blocks, type Q4Blocks } from './dequant.ts';
 import { ggufToHfName, hfShape, qkPermutationHeads, unpermuteQkRows } from './names.ts';
 import { openGguf, type GgufFile, type GgufTensorInfo } from './reader.ts';
@@ -70,7 +70,10 @@ export interface GgufModel extends LoadedModel {
 export const openGgufModel = (path: string, o: GgufOpenOptions = {}): GgufModel => {
   const file = openGguf(path);
   const hfConfig = ggufHfConfig(file);
-  const config = parseModelConfig(hfConfig, path);
+  const parsed = parseModelConfig(hfConfig, path);
+  // llama.cpp keeps llama3 rope scaling as per-frequency factors in a tensor, not in the metadata.
+  const ropeTensor = file.tensor(ROPE_FREQS_TENSOR);
+  const config = ropeTensor ? { ...parsed, ropeScaling: { type: 'freq_factors' as const, factors: dequantizeTensor(file, ropeTensor) } } : parsed;
   const weights = new Map<string, WeightSource>();
   for (const tensor of file.tensors) {
     const kept = o.keep?.(file, tensor, hfConfig);
