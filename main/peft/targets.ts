@@ -11,7 +11,7 @@ export interface TargetConfig {
 }
 
 /**
- * A linear layer in a model graph: a Gemm(transB) node — or a MatMulNBits node for a 4-bit base — named by its
+ * A linear layer in a model graph: a Gemm(transB) node — or MatMulNBits / MatMulBnb4 for a 4-bit base — named by its
  * HF module path and reading `<name>.weight`.
  */
 export interface LinearModule {
@@ -27,7 +27,7 @@ const fullMatch = (pattern: string, key: string): boolean => new RegExp(`^(?:${p
 export const linearModules = (graph: Graph): LinearModule[] => {
   const out: LinearModule[] = [];
   for (const node of graph.nodes) {
-    const quantized = node.op === 'MatMulNBits';
+    const quantized = node.op === 'MatMulNBits' || node.op === 'MatMulBnb4';
     if (!quantized && (node.op !== 'Gemm' || !node.attrs.transB)) continue;
     const weight = graph.value(node.inputs[1]!);
     if (weight.name !== `${node.name}.weight` && node.name !== 'lm_head') continue;

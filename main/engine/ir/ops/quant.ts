@@ -2,7 +2,7 @@ import type { Tensor } from '../graph.ts';
 import { dimEq, divDim, normAxis } from '../shape.ts';
 import { isFloat } from '../types.ts';
 import { describe, expectCount } from './helpers.ts';
-import { div, mul, sub } from './elementwise.ts';
+import { mul, sub } from './elementwise.ts';
 import { cast, reshape, unsqueeze } from './shape-ops.ts';
 import { registerOp } from './registry.ts';
 
@@ -91,32 +91,6 @@ export const packQ4ZeroPoints = (zeroPoints: ArrayLike<number>, n: number, block
 export const matMulQ4 = (x: Tensor, w: Q4Weight, name?: string): Tensor =>
   x.g.apply1('MatMulNBits', w.zeroPoints ? [x, w.packed, w.scales, w.zeroPoints] : [x, w.packed, w.scales], { K: w.k, N: w.n, bits: 4, block_size: w.blockSize }, { name });
 
-/** Splits uint8 bytes into their low and high nibbles, (…, m) → (…, 2m), low first (integer division: the CUDA EP has no bitwise ops). */
-const unpackNibbles = (bytes: Tensor, shape: readonly number[]): Tensor => {
-  const g = bytes.g;
-  const ints = cast(bytes, 'int32');
-  const sixteen = g.constant(new Int32Array([16]), 'int32');
-  const high = div(ints, sixteen);
-  const low = sub(ints, mul(high, sixteen));
-  const pairs = g.apply1('Concat', [unsqueeze(low, [-1]), unsqueeze(high, [-1])], { axis: -1 }); // (…, m, 2)
-  return cast(reshape(pairs, shape), 'float32');
-};
-
-/** The float weight (N, K) of 4-bit blocks, computed in the graph (for gradients through a frozen 4-bit W). */
-export const dequantizeQ4 = (packed: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, n: number, k: number, blockSize: number): Tensor => {
-  const nb = k / blockSize;
-  const codes = unpackNibbles(packed, [n, nb, blockSize]); // (N, nb, bs)
-  const perBlock = (t: Tensor) => reshape(t, [n, nb, 1]);
-  let zp: Tensor;
-  if (zeroPoints) {
-    const padded = unpackNibbles(zeroPoints, [n, 2 * Math.ceil(nb / 2)]); // (N, nb rounded up to even)
-    zp = perBlock(nb % 2 === 0 ? padded : padded.g.apply1('Slice', [padded], { starts: [0], ends: [nb], axes: [1], steps: [1] }));
-  } else {
-    zp = packed.g.constant(new Float32Array([8]), 'float32');
-  }
-  return reshape(mul(sub(codes, zp), perBlock(scales)), [n, k]); // (N, K)
-};
-
 registerOp({
   type: 'MatMulNBits',
   domain: 'com.microsoft',
@@ -139,11 +113,12 @@ registerOp({
   },
   emit: (e) =>
     e.add('MatMulNBits', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, bits: e.node.attrs.bits, block_size: e.node.attrs.block_size }, { domain: 'com.microsoft' }),
-  vjp: ({ x: [a, packed, scales, zeroPoints], gy: [gy], needs, attrs }) => {
+  vjp: ({ x: [, packed, scales, zeroPoints], gy: [gy], needs, attrs }) => {
     if (!needs[0]) return [undefined];
     if (Number(attrs.bits) !== 4) throw new Error('gradients through 8-bit MatMulNBits weights are not supported; dequantize them');
-    const w = dequantizeQ4(packed!, scales!, zeroPoints, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
-    return [a!.g.apply1('MatMul', [gy!, w])]; // (rows, K)
+    // Dequantized inside the backward, after the incoming gradient exists, so ORT neither folds it into a
+    // float32 copy of W at load nor runs every layer's dequantization at the start of the step.
+    return [q4InputGrad(gy!, packed!, scales!, zeroPoints, Number(attrs.N), Number(attrs.K), Number(attrs.block_size))]; // (rows, K)
   },
 });
 
@@ -176,29 +151,112 @@ export const matMulBnb4 = (x: Tensor, w: Bnb4Weight, name?: string): Tensor =>
 /**
  * uint8 → float32 byte values through a DequantizeLinear: ORT constant-folds any other op whose inputs are all
  * initializers (a frozen weight's dequantization would sit in memory as float32), but leaves DequantizeLinear be.
+ * `one` (a scalar 1, default constant) may be computed from an activation to make ORT run this when that exists.
  */
-export const unfoldedBytes = (bytes: Tensor, name?: string): Tensor =>
-  dequantizeLinear(bytes, bytes.g.constant(new Float32Array([1]), 'float32'), { axis: 0, ...(name ? { name } : {}) });
+export const unfoldedBytes = (bytes: Tensor, one?: Tensor, name?: string): Tensor =>
+  dequantizeLinear(bytes, one ?? bytes.g.constant(new Float32Array([1]), 'float32'), { axis: 0, ...(name ? { name } : {}) });
 
-/** Looks uint8 codes up in `table` (float32 (256, …)) without ORT folding the result into an initializer. */
-export const lookupBytes = (table: Tensor, bytes: Tensor, name?: string): Tensor =>
-  table.g.apply1('Gather', [table, cast(unfoldedBytes(bytes), 'int32')], { axis: 0 }, { name });
+/** table[code] for uint8 codes (flattened), table float32 (256,): a GatherElements (ORT's Gather is ~10× slower here). */
+export const lookupBytes = (table: Tensor, bytes: Tensor, one?: Tensor, name?: string): Tensor => {
+  const values = unfoldedBytes(bytes, one); // reshaping only after it, or ORT folds a reshaped copy of the bytes
+  return table.g.apply1('GatherElements', [table, cast(values.rank === 1 ? values : reshape(values, [-1]), 'int64')], { axis: 0 }, { name });
+};
 
-const nf4Pairs = Float32Array.from({ length: 512 }, (_, i) => NF4_CODE[i & 1 ? (i >> 1) & 0x0f : i >> 5]!);
-const pairTables = new WeakMap<Tensor['g'], Tensor>();
-/** Both NF4 values of every byte, high nibble first (256, 2): one Gather dequantizes two codes. One per graph. */
-const nf4PairTable = (g: Tensor['g']): Tensor => {
-  let t = pairTables.get(g);
-  if (!t) pairTables.set(g, (t = g.constant(nf4Pairs, 'float32', [256, 2])));
+const nibbleTables = new WeakMap<Tensor['g'], readonly [Tensor, Tensor]>();
+/** NF4 value of each byte's high nibble and of its low nibble, (256,) each; one pair per graph. */
+const nf4NibbleTables = (g: Tensor['g']): readonly [Tensor, Tensor] => {
+  let t = nibbleTables.get(g);
+  if (!t) {
+    const high = Float32Array.from({ length: 256 }, (_, b) => NF4_CODE[b >> 4]!);
+    const low = Float32Array.from({ length: 256 }, (_, b) => NF4_CODE[b & 0x0f]!);
+    nibbleTables.set(g, (t = [g.constant(high, 'float32', [256]), g.constant(low, 'float32', [256])]));
+  }
   return t;
 };
 
-/** The float weight (N, K) of NF4 blocks by table lookup × absmax, in the graph (for gradients through a frozen W). */
-export const dequantizeBnb4 = (packed: Tensor, absmax: Tensor, n: number, k: number, blockSize: number): Tensor => {
+/**
+ * The NF4 weight's even and odd columns, (2, N, K/2): element 2i of the flattened (N, K) weight is byte i's high
+ * nibble, 2i+1 its low one, so each half is one table lookup of the bytes × the absmax of their block.
+ */
+const nf4Halves = (packed: Tensor, absmax: Tensor, n: number, k: number, blockSize: number, one?: Tensor): Tensor => {
   const g = packed.g;
-  const pairs = lookupBytes(nf4PairTable(g), packed); // (N·K/2, 2)
-  const blocks = reshape(pairs, [(n * k) / blockSize, blockSize]); // (N·K/bs, bs)
-  return reshape(mul(blocks, reshape(absmax, [(n * k) / blockSize, 1])), [n, k]); // (N, K)
+  const blocks = (n * k) / blockSize;
+  const scale = reshape(absmax, [blocks, 1]);
+  const half = (table: Tensor) => reshape(mul(reshape(lookupBytes(table, packed, one), [blocks, blockSize / 2]), scale), [1, n, k / 2]); // (1, N, K/2)
+  const [high, low] = nf4NibbleTables(g);
+  return g.apply1('Concat', [half(high), half(low)], { axis: 0 }); // (2, N, K/2)
+};
+
+const transposeTo = (x: Tensor, perm: readonly number[]): Tensor => x.g.apply1('Transpose', [x], { perm });
+
+/** The float weight (N, K) of NF4 blocks by table lookup × absmax, in the graph. */
+export const dequantizeBnb4 = (packed: Tensor, absmax: Tensor, n: number, k: number, blockSize: number): Tensor =>
+  reshape(transposeTo(nf4Halves(packed, absmax, n, k, blockSize), [1, 2, 0]), [n, k]); // (N, K)
+
+/**
+ * A scalar 1 computed from gy: without it ORT runs every layer's weight dequantization at the start of the step
+ * and holds them all (as much memory as a float32 base); with it, each runs just before its layer's backward.
+ * (A non-finite gy[0] makes all of dx NaN instead of one row: that step's gradients are non-finite either way.)
+ */
+const oneAfter = (gy: Tensor): Tensor => {
+  const g = gy.g;
+  const first = g.apply1('Gather', [reshape(gy, [-1]), g.constant(new BigInt64Array([0n]), 'int64')], { axis: 0 }); // ()
+  return g.apply1('Add', [mul(first, g.constant(new Float32Array([0]), 'float32')), g.constant(new Float32Array([1]), 'float32')]);
+};
+
+/**
+ * gy (…, N) · W → (…, K) from W's even and odd columns, (2, N, K/2): two matmuls, interleaved after, which is
+ * cheaper than interleaving the weight (as large as the activation gradient or larger).
+ */
+const interleavedInputGrad = (gy: Tensor, halves: (one: Tensor) => Tensor, n: number, k: number): Tensor => {
+  const rows = reshape(gy, [-1, n]); // (rows, N)
+  const products = gy.g.apply1('MatMul', [rows, halves(oneAfter(gy))]); // (2, rows, K/2)
+  return reshape(transposeTo(products, [1, 2, 0]), [...gy.shape.slice(0, -1), k]); // (…, K)
+};
+
+const bnb4InputGrad = (gy: Tensor, packed: Tensor, absmax: Tensor, n: number, k: number, blockSize: number): Tensor =>
+  interleavedInputGrad(gy, (one) => nf4Halves(packed, absmax, n, k, blockSize, one), n, k);
+
+const nibbleValueTables = new WeakMap<Tensor['g'], readonly [Tensor, Tensor]>();
+/** Each byte's low and high nibble as float32, (256,) each; one pair per graph. */
+const nibbleValues = (g: Tensor['g']): readonly [Tensor, Tensor] => {
+  let t = nibbleValueTables.get(g);
+  if (!t) {
+    const low = Float32Array.from({ length: 256 }, (_, b) => b & 0x0f);
+    const high = Float32Array.from({ length: 256 }, (_, b) => b >> 4);
+    nibbleValueTables.set(g, (t = [g.constant(low, 'float32', [256]), g.constant(high, 'float32', [256])]));
+  }
+  return t;
+};
+
+/**
+ * dx = gy · dequant(W) for MatMulNBits' 4-bit blocks: dequantized through unfoldedBytes (ORT would fold a plain
+ * Cast chain into a float32 copy of every weight at load) and only once the layer's incoming gradient exists.
+ */
+export const q4InputGrad = (gy: Tensor, packed: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, n: number, k: number, blockSize: number): Tensor => {
+  const g = gy.g;
+  const blocks = (n * k) / blockSize;
+  const nb = k / blockSize;
+  const [lowTable, highTable] = nibbleValues(g);
+  return interleavedInputGrad(
+    gy,
+    (one) => {
+      let zp: Tensor = g.constant(new Float32Array([8]), 'float32');
+      if (zeroPoints) {
+        const perRow = Math.ceil(nb / 2);
+        const nibble = (table: Tensor) => unsqueeze(reshape(lookupBytes(table, zeroPoints, one), [n, perRow]), [-1]); // (N, ⌈nb/2⌉, 1)
+        const pairs = reshape(g.apply1('Concat', [nibble(lowTable), nibble(highTable)], { axis: -1 }), [n, 2 * perRow]); // (N, nb rounded up)
+        const used = nb % 2 === 0 ? pairs : g.apply1('Slice', [pairs], { starts: [0], ends: [nb], axes: [1], steps: [1] });
+        zp = reshape(used, [blocks, 1]);
+      }
+      const scale = reshape(scales, [blocks, 1]);
+      // MatMulNBits packs low nibble first: even columns are the low nibbles.
+      const half = (table: Tensor) => reshape(mul(sub(reshape(lookupBytes(table, packed, one), [blocks, blockSize / 2]), zp), scale), [1, n, k / 2]);
+      return g.apply1('Concat', [half(lowTable), half(highTable)], { axis: 0 }); // (2, N, K/2)
+    },
+    n,
+    k,
+  );
 };
 
 registerOp({
@@ -221,9 +279,8 @@ registerOp({
   },
   emit: (e) =>
     e.add('MatMulBnb4', e.inputs, e.outputs, { K: e.node.attrs.K, N: e.node.attrs.N, block_size: e.node.attrs.block_size, quant_type: BNB4_NF4 }, { domain: 'com.microsoft' }),
-  vjp: ({ x: [a, packed, absmax], gy: [gy], needs, attrs }) => {
+  vjp: ({ x: [, packed, absmax], gy: [gy], needs, attrs }) => {
     if (!needs[0]) return [undefined];
-    const w = dequantizeBnb4(packed!, absmax!, Number(attrs.N), Number(attrs.K), Number(attrs.block_size)); // (N, K)
-    return [a!.g.apply1('MatMul', [gy!, w])]; // (…, K)
+    return [bnb4InputGrad(gy!, packed!, absmax!, Number(attrs.N), Number(attrs.K), Number(attrs.block_size))]; // (…, K)
   },
 });
