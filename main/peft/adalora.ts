@@ -11,6 +11,7 @@ import { dropout } from '../engine/ir/ops/random.ts';
 import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import { createRng, normalArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
+import { unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import type { AdaptedGraph, ApplyOptions, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type LoadedAdapter } from './peft-io.ts';
@@ -126,8 +127,7 @@ export const parseAdaloraConfig = (raw: Readonly<Record<string, unknown>>, where
   if (c.use_rslora) warnings.push(`${where}: use_rslora is ignored by AdaLoRA (scaling is lora_alpha/ranknum)`);
   if (Object.keys(c.alpha_pattern ?? {}).length > 0) warnings.push(`${where}: alpha_pattern is ignored by AdaLoRA`);
   if (c.fan_in_fan_out) warnings.push(`${where}: fan_in_fan_out is for Conv1D layers; ignored for these linear layers (as PEFT does)`);
-  const known = new Set([...Object.keys(ADALORA_DEFAULTS), ...KNOWN_INERT]);
-  for (const k of Object.keys(raw)) if (!known.has(k)) warnings.push(`${where}: unknown field '${k}' ignored (written by a newer PEFT?)`);
+  warnings.push(...unknownFieldWarnings(raw, [...Object.keys(ADALORA_DEFAULTS), ...KNOWN_INERT], where));
   return { config: { ...c, fan_in_fan_out: false }, warnings };
 };
 

@@ -18,6 +18,7 @@ import { stopGradient } from '../engine/ir/ops/stop-gradient.ts';
 import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import type { HostTensor } from '../engine/onnx/runtime.ts';
 import { createRng, normalArray, uniformArray } from '../engine/random.ts';
+import { checkRankAndAlpha, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import { LORA_DEFAULTS } from './lora-config.ts';
 import type { AdaptedGraph, ApplyOptions, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
@@ -61,16 +62,13 @@ export const DELTA_LORA_DEFAULTS: Omit<DeltaLoraConfig, 'target_modules'> = {
   task_type: 'CAUSAL_LM',
 };
 
-const KNOWN_INERT = new Set(['target_modules', 'exclude_modules', 'layers_to_transform', 'layers_pattern', 'base_model_name_or_path', 'task_type', 'inference_mode', 'revision', 'peft_version']);
-
 export const parseDeltaLoraConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<DeltaLoraConfig> => {
   const c = { ...DELTA_LORA_DEFAULTS, ...raw } as DeltaLoraConfig & Record<string, unknown>;
   const fail = (field: string, rule: string): never => {
     throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
   };
   if (c.peft_type !== 'DELTA_LORA') fail('peft_type', "is not 'DELTA_LORA'");
-  if (!(Number.isInteger(c.r) && c.r > 0)) fail('r', 'must be a positive integer');
-  if (!(typeof c.lora_alpha === 'number' && c.lora_alpha > 0)) fail('lora_alpha', 'must be a positive number');
+  checkRankAndAlpha(c, fail);
   if (typeof c.use_rslora !== 'boolean') fail('use_rslora', 'must be true or false');
   if (![true, false, 'gaussian'].includes(c.init_lora_weights as never)) fail('init_lora_weights', "must be true, false or 'gaussian'");
   if (!(typeof c.delta_lora_lambda === 'number' && c.delta_lora_lambda >= 0 && Number.isFinite(c.delta_lora_lambda))) fail('delta_lora_lambda', 'must be a finite number ≥ 0');
@@ -80,9 +78,7 @@ export const parseDeltaLoraConfig = (raw: Readonly<Record<string, unknown>>, whe
   if (c.modules_to_save?.length) fail('modules_to_save', 'is not supported by Delta-LoRA');
   if (c.target_modules === undefined || c.target_modules === null) fail('target_modules', 'must name the modules to adapt');
   for (const [k, v] of Object.entries(c.rank_pattern)) if (!(Number.isInteger(v) && v > 0)) throw new PeftError(`${where}: rank_pattern['${k}']=${v} must be a positive integer`);
-  const known = new Set([...Object.keys(DELTA_LORA_DEFAULTS), ...KNOWN_INERT]);
-  const warnings = Object.keys(raw).filter((k) => !known.has(k)).map((k) => `${where}: unknown field '${k}' ignored`);
-  return { config: c, warnings };
+  return { config: c, warnings: unknownFieldWarnings(raw, Object.keys(DELTA_LORA_DEFAULTS), where) };
 };
 
 /** The runtime input c: 0 until optimizer step K has run, then λ. */

@@ -1,3 +1,4 @@
+import { checkRankAndAlpha, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import type { ParsedConfig } from './method.ts';
 import type { TargetConfig } from './targets.ts';
@@ -65,8 +66,7 @@ export const parseLoraConfig = (raw: Readonly<Record<string, unknown>>, where: s
     throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
   };
   if (c.peft_type !== 'LORA') fail('peft_type', "is not 'LORA'");
-  if (!(Number.isInteger(c.r) && c.r > 0)) fail('r', 'must be a positive integer');
-  if (!(typeof c.lora_alpha === 'number' && c.lora_alpha > 0)) fail('lora_alpha', 'must be a positive number');
+  checkRankAndAlpha(c, fail);
   if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) fail('lora_dropout', 'must be in [0, 1)');
   if (!['none', 'all', 'lora_only'].includes(c.bias)) fail('bias', "must be 'none', 'all' or 'lora_only'");
   if (![true, false, 'gaussian', 'pissa', 'olora'].includes(c.init_lora_weights as never) && !PISSA_NITER.test(String(c.init_lora_weights))) {
@@ -81,9 +81,5 @@ export const parseLoraConfig = (raw: Readonly<Record<string, unknown>>, where: s
   if (c.fan_in_fan_out) fail('fan_in_fan_out', 'is for GPT-2 style Conv1D layers, which these models do not have');
   if (c.target_modules === undefined || c.target_modules === null) fail('target_modules', 'must name the modules to adapt');
   for (const [k, v] of Object.entries(c.rank_pattern)) if (!(Number.isInteger(v) && v > 0)) throw new PeftError(`${where}: rank_pattern['${k}']=${v} must be a positive integer`);
-  const known = new Set([...Object.keys(LORA_DEFAULTS), ...KNOWN_INERT]);
-  const warnings = Object.keys(raw)
-    .filter((k) => !known.has(k))
-    .map((k) => `${where}: unknown field '${k}' ignored (written by a newer PEFT?)`);
-  return { config: c, warnings };
+  return { config: c, warnings: unknownFieldWarnings(raw, [...Object.keys(LORA_DEFAULTS), ...KNOWN_INERT], where) };
 };

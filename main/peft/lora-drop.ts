@@ -19,6 +19,7 @@ import { prune } from '../engine/onnx/prune.ts';
 import { Session, type HostTensor, type SessionOptions } from '../engine/onnx/runtime.ts';
 import { createRng, normalArray, uniformArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
+import { checkRankAndAlpha, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import { LORA_DEFAULTS } from './lora-config.ts';
 import type { AdaptedGraph, ApplyOptions, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
@@ -64,16 +65,13 @@ export const LORA_DROP_DEFAULTS: Omit<LoraDropConfig, 'target_modules'> = {
   task_type: 'CAUSAL_LM',
 };
 
-const KNOWN_INERT = new Set(['target_modules', 'exclude_modules', 'layers_to_transform', 'layers_pattern', 'base_model_name_or_path', 'task_type', 'inference_mode', 'revision', 'peft_version']);
-
 export const parseLoraDropConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<LoraDropConfig> => {
   const c = { ...LORA_DROP_DEFAULTS, ...raw } as LoraDropConfig & Record<string, unknown>;
   const fail = (field: string, rule: string): never => {
     throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
   };
   if (c.peft_type !== 'LORA_DROP') fail('peft_type', "is not 'LORA_DROP'");
-  if (!(Number.isInteger(c.r) && c.r > 0)) fail('r', 'must be a positive integer');
-  if (!(typeof c.lora_alpha === 'number' && c.lora_alpha > 0)) fail('lora_alpha', 'must be a positive number');
+  checkRankAndAlpha(c, fail);
   if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) fail('lora_dropout', 'must be in [0, 1)');
   if (typeof c.use_rslora !== 'boolean') fail('use_rslora', 'must be true or false');
   if (![true, false, 'gaussian'].includes(c.init_lora_weights as never)) fail('init_lora_weights', "must be true, false or 'gaussian'");
@@ -84,9 +82,7 @@ export const parseLoraDropConfig = (raw: Readonly<Record<string, unknown>>, wher
   if (c.modules_to_save?.length) fail('modules_to_save', 'is not supported by LoRA-drop');
   if (c.target_modules === undefined || c.target_modules === null) fail('target_modules', 'must name the modules to adapt');
   for (const [k, v] of Object.entries(c.rank_pattern)) if (!(Number.isInteger(v) && v > 0)) throw new PeftError(`${where}: rank_pattern['${k}']=${v} must be a positive integer`);
-  const known = new Set([...Object.keys(LORA_DROP_DEFAULTS), ...KNOWN_INERT]);
-  const warnings = Object.keys(raw).filter((k) => !known.has(k)).map((k) => `${where}: unknown field '${k}' ignored`);
-  return { config: c, warnings };
+  return { config: c, warnings: unknownFieldWarnings(raw, Object.keys(LORA_DROP_DEFAULTS), where) };
 };
 
 /** The module type a module shares its LoRA with: its name with the layer index replaced by `shared`. */

@@ -11,6 +11,7 @@ import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import { writeSafetensors, type TensorToWrite } from '../engine/io/safetensors.ts';
 import { createRng, normalArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
+import { unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import type { AdaptedGraph, ApplyOptions, FrozenTensor, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapterFiles } from './peft-io.ts';
@@ -76,11 +77,7 @@ export const parseVeraConfig = (raw: Readonly<Record<string, unknown>>, where: s
     fail('layers_pattern', 'needs layers_to_transform as well (as PEFT requires)');
   }
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) fail('modules_to_save', 'is not available yet for VeRA');
-  const known = new Set([...Object.keys(VERA_DEFAULTS), ...KNOWN_INERT]);
-  const warnings = Object.keys(raw)
-    .filter((k) => !known.has(k))
-    .map((k) => `${where}: unknown field '${k}' ignored (written by a newer PEFT?)`);
-  return { config: c, warnings };
+  return { config: c, warnings: unknownFieldWarnings(raw, [...Object.keys(VERA_DEFAULTS), ...KNOWN_INERT], where) };
 };
 
 // --- keys: PEFT's in-memory names; saved files drop every `.<adapter>` (PEFT's str.replace) ---

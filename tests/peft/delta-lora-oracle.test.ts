@@ -189,6 +189,6 @@ describe('Delta-LoRA config', () => {
     expect(() => parseDeltaLoraConfig({ ...base, delta_lora_lambda: -1 }, 'cfg')).toThrow(/delta_lora_lambda/);
     expect(() => parseDeltaLoraConfig({ ...base, delta_lora_start_step: 1.5 }, 'cfg')).toThrow(/delta_lora_start_step/);
     expect(() => parseDeltaLoraConfig({ ...base, r: 0 }, 'cfg')).toThrow(/cfg: r=0/);
-    expect(parseDeltaLoraConfig({ ...base, foo: 1 }, 'cfg').warnings).toEqual(["cfg: unknown field 'foo' ignored"]);
+    expect(parseDeltaLoraConfig({ ...base, foo: 1 }, 'cfg').warnings).toEqual(["cfg: unknown field 'foo' ignored (written by a newer PEFT?)"]);
   });
 });
