@@ -209,6 +209,19 @@ describeSmolLM2('GGUF exports run in llama.cpp with our tokens', () => {
     expect(loraError).toBeLessThan(0.03);
   }, 300_000);
 
+  it('the GGUF LoRA adapter over the F32 base: llama.cpp gives our greedy tokens on 3 prompts', async () => {
+    // The F32 base written by the test above: no 8-bit activations on llama.cpp's side, so tokens must agree
+    // up to the first step where our own top-2 margin is below 1e-2 (the models issue's rule).
+    const theirs = await llamaCppGreedy(join(work, 'base-f32.gguf'), join(work, 'adapter.gguf'));
+    const dequantized = openGgufModel(SMOLLM2_PATH);
+    let compared = 0;
+    for (const [i, prompt] of prompts.entries()) {
+      compared += agreeUpToSmallMargin(await greedy(dequantized, prompt, { config: CONFIG, params }), theirs[i]!, `F32 base + LoRA "${PROMPTS[i]}"`, 1e-2);
+    }
+    console.log(`GGUF LoRA over the F32 base: ${compared}/${PROMPTS.length * NEW_TOKENS} greedy tokens equal`);
+    expect(compared).toBeGreaterThanOrEqual(PROMPTS.length * 4);
+  }, 300_000);
+
   it('the GGUF LoRA adapter: llama.cpp over the Q4_1 base gives our greedy tokens (4-bit base + LoRA)', async () => {
     const out = join(work, 'adapter.gguf');
     const q4 = openGgufModelQ4(SMOLLM2_PATH);
