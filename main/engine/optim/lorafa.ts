@@ -5,7 +5,7 @@
 // weight decay applied after the update to the updated B). Tensors without a frozen A take the same step with
 // their raw gradient. The engine knows no PEFT: callers pass, for each B, its frozen A and LoRA scale s.
 import { checkNumber, OptimizerError } from './errors.ts';
-import { groupLr, ParamStateTable, type TrackedParam } from './param-state.ts';
+import { ParamStateTable, type TrackedParam } from './param-state.ts';
 import type { Optimizer, OptimizerState, ParamGroup } from './types.ts';
 
 /** The frozen factor of one B (out × rank): A (rank × in, row-major) and LoRA's scale s = α/r (α/√r for rsLoRA). */
@@ -197,15 +197,10 @@ export class LoraFA implements Optimizer {
   }
 
   step(grads: ReadonlyMap<string, Float32Array>, lr: number): void {
-    checkNumber(lr, 'learning rate', { min: 0 });
-    this.table.checkGrads(grads);
+    this.table.forEachUpdate(grads, lr, this.weightDecay, (entry, grad, groupRate, decay) =>
+      this.update(entry, this.projectedGradient(entry.param.name, grad), groupRate, decay),
+    );
     this.stepCount += 1;
-    for (const entry of this.table.tracked) {
-      const grad = grads.get(entry.param.name);
-      if (grad === undefined) continue;
-      entry.step += 1;
-      this.update(entry, this.projectedGradient(entry.param.name, grad), groupLr(entry.group, lr), entry.group.weightDecay ?? this.weightDecay);
-    }
   }
 
   private update(entry: TrackedParam<Slot>, grad: Float32Array, lr: number, weightDecay: number): void {

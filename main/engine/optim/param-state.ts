@@ -63,6 +63,27 @@ export class ParamStateTable<S extends string> {
     }
   }
 
+  /**
+   * One optimizer step's bookkeeping, shared by every optimizer: checks all gradients first, then calls `update`
+   * for each parameter that has one (advancing its step count, as torch skips p.grad is None) with its group's lr
+   * and weight decay.
+   */
+  forEachUpdate(
+    grads: ReadonlyMap<string, Float32Array>,
+    scheduledLr: number,
+    defaultWeightDecay: number,
+    update: (entry: TrackedParam<S>, grad: Float32Array, lr: number, weightDecay: number) => void,
+  ): void {
+    checkNumber(scheduledLr, 'learning rate', { min: 0 });
+    this.checkGrads(grads);
+    for (const entry of this.tracked) {
+      const grad = grads.get(entry.param.name);
+      if (grad === undefined) continue;
+      entry.step += 1;
+      update(entry, grad, groupLr(entry.group, scheduledLr), entry.group.weightDecay ?? defaultWeightDecay);
+    }
+  }
+
   toState(kind: OptimizerKind, step: number, hyper: Record<string, HyperValue>): OptimizerState {
     const paramSteps: Record<string, number> = {};
     const tensors: Record<string, Float32Array> = {};

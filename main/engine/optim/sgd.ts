@@ -1,5 +1,5 @@
 import { checkNumber, OptimizerError } from './errors.ts';
-import { groupLr, ParamStateTable, type TrackedParam } from './param-state.ts';
+import { ParamStateTable, type TrackedParam } from './param-state.ts';
 import type { Optimizer, OptimizerState, ParamGroup } from './types.ts';
 
 export interface SgdOptions {
@@ -42,15 +42,8 @@ export class SGD implements Optimizer {
   }
 
   step(grads: ReadonlyMap<string, Float32Array>, lr: number): void {
-    checkNumber(lr, 'learning rate', { min: 0 });
-    this.table.checkGrads(grads);
+    this.table.forEachUpdate(grads, lr, this.weightDecay, (entry, grad, groupRate, decay) => this.update(entry, grad, groupRate, decay));
     this.stepCount += 1;
-    for (const entry of this.table.tracked) {
-      const grad = grads.get(entry.param.name);
-      if (grad === undefined) continue;
-      entry.step += 1;
-      this.update(entry, grad, groupLr(entry.group, lr), entry.group.weightDecay ?? this.weightDecay);
-    }
   }
 
   private update(entry: TrackedParam<string>, grad: Float32Array, lr: number, weightDecay: number): void {
