@@ -11,7 +11,7 @@ import { dropout } from '../engine/ir/ops/random.ts';
 import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import { createRng, normalArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
-import { unknownFieldWarnings } from './config-fields.ts';
+import { type FieldFail, fieldChecker, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import type { AdaptedGraph, ApplyOptions, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type LoadedAdapter } from './peft-io.ts';
@@ -90,9 +90,7 @@ const isInt = (v: unknown, min: number): boolean => Number.isInteger(v) && (v as
 /** Validates an AdaLoRA config (adapter_config.json or the UI) as AdaLoraConfig.__post_init__ does; `where` names its origin. */
 export const parseAdaloraConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<AdaLoraConfig> => {
   const c = { ...ADALORA_DEFAULTS, ...raw } as AdaLoraConfig & Record<string, unknown>;
-  const fail = (field: string, rule: string): never => {
-    throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
-  };
+  const fail: FieldFail = fieldChecker(c, where);
   const warnings: string[] = [];
   if (c.peft_type !== 'ADALORA') fail('peft_type', "is not 'ADALORA'");
   if (!isInt(c.init_r, 1)) fail('init_r', 'must be a positive integer');

@@ -15,12 +15,16 @@ export const unknownFieldWarnings = (raw: Readonly<Record<string, unknown>>, kno
     .map((k) => `${where}: unknown field '${k}' ignored (written by a newer PEFT?)`);
 };
 
-/** A field check that throws a PeftError naming the origin, the field and its value. */
-export const fieldChecker = (c: Readonly<Record<string, unknown>>, where: string) => (field: string, rule: string): never => {
-  throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
-};
+export type FieldFail = (field: string, rule: string) => never;
 
-export const checkRankAndAlpha = (c: { readonly r: unknown; readonly lora_alpha: unknown }, fail: (field: string, rule: string) => never): void => {
+/** A field check that throws a PeftError naming the origin, the field and its value. */
+export const fieldChecker =
+  (c: Readonly<Record<string, unknown>>, where: string): FieldFail =>
+  (field, rule) => {
+    throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
+  };
+
+export const checkRankAndAlpha = (c: { readonly r: unknown; readonly lora_alpha: unknown }, fail: FieldFail): void => {
   if (!(Number.isInteger(c.r) && (c.r as number) > 0)) fail('r', 'must be a positive integer');
   if (!(typeof c.lora_alpha === 'number' && c.lora_alpha > 0)) fail('lora_alpha', 'must be a positive number');
 };

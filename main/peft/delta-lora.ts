@@ -18,7 +18,7 @@ import { stopGradient } from '../engine/ir/ops/stop-gradient.ts';
 import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import type { HostTensor } from '../engine/onnx/runtime.ts';
 import { createRng, normalArray, uniformArray } from '../engine/random.ts';
-import { checkRankAndAlpha, unknownFieldWarnings } from './config-fields.ts';
+import { type FieldFail, checkRankAndAlpha, fieldChecker, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import { LORA_DEFAULTS } from './lora-config.ts';
 import type { AdaptedGraph, ApplyOptions, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
@@ -64,9 +64,7 @@ export const DELTA_LORA_DEFAULTS: Omit<DeltaLoraConfig, 'target_modules'> = {
 
 export const parseDeltaLoraConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<DeltaLoraConfig> => {
   const c = { ...DELTA_LORA_DEFAULTS, ...raw } as DeltaLoraConfig & Record<string, unknown>;
-  const fail = (field: string, rule: string): never => {
-    throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
-  };
+  const fail: FieldFail = fieldChecker(c, where);
   if (c.peft_type !== 'DELTA_LORA') fail('peft_type', "is not 'DELTA_LORA'");
   checkRankAndAlpha(c, fail);
   if (typeof c.use_rslora !== 'boolean') fail('use_rslora', 'must be true or false');

@@ -1,4 +1,4 @@
-import { checkRankAndAlpha, unknownFieldWarnings } from './config-fields.ts';
+import { type FieldFail, checkRankAndAlpha, fieldChecker, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import type { ParsedConfig } from './method.ts';
 import type { TargetConfig } from './targets.ts';
@@ -62,9 +62,7 @@ export const pissaIterations = (init: LoraInit): number | undefined => {
 /** Validates a LoRA config (from adapter_config.json or the UI); `where` names its origin in errors. */
 export const parseLoraConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<LoraConfig> => {
   const c = { ...LORA_DEFAULTS, ...raw } as LoraConfig & Record<string, unknown>;
-  const fail = (field: string, rule: string): never => {
-    throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
-  };
+  const fail: FieldFail = fieldChecker(c, where);
   if (c.peft_type !== 'LORA') fail('peft_type', "is not 'LORA'");
   checkRankAndAlpha(c, fail);
   if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) fail('lora_dropout', 'must be in [0, 1)');

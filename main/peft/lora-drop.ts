@@ -19,7 +19,7 @@ import { prune } from '../engine/onnx/prune.ts';
 import { Session, type HostTensor, type SessionOptions } from '../engine/onnx/runtime.ts';
 import { createRng, normalArray, uniformArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
-import { checkRankAndAlpha, unknownFieldWarnings } from './config-fields.ts';
+import { type FieldFail, checkRankAndAlpha, fieldChecker, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import { LORA_DEFAULTS } from './lora-config.ts';
 import type { AdaptedGraph, ApplyOptions, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
@@ -67,9 +67,7 @@ export const LORA_DROP_DEFAULTS: Omit<LoraDropConfig, 'target_modules'> = {
 
 export const parseLoraDropConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<LoraDropConfig> => {
   const c = { ...LORA_DROP_DEFAULTS, ...raw } as LoraDropConfig & Record<string, unknown>;
-  const fail = (field: string, rule: string): never => {
-    throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
-  };
+  const fail: FieldFail = fieldChecker(c, where);
   if (c.peft_type !== 'LORA_DROP') fail('peft_type', "is not 'LORA_DROP'");
   checkRankAndAlpha(c, fail);
   if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) fail('lora_dropout', 'must be in [0, 1)');

@@ -11,7 +11,7 @@ import { rewriteGraph } from '../engine/ir/rewrite.ts';
 import { writeSafetensors, type TensorToWrite } from '../engine/io/safetensors.ts';
 import { createRng, normalArray } from '../engine/random.ts';
 import { SEED_INPUT, STEP_INPUT } from '../engine/train-step.ts';
-import { unknownFieldWarnings } from './config-fields.ts';
+import { type FieldFail, fieldChecker, unknownFieldWarnings } from './config-fields.ts';
 import { PeftError } from './errors.ts';
 import type { AdaptedGraph, ApplyOptions, FrozenTensor, ParsedConfig, PeftMethod, TrainableTensor } from './method.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapterFiles } from './peft-io.ts';
@@ -57,9 +57,7 @@ const KNOWN_INERT = new Set([
 /** Validates a VeRA config (adapter_config.json or the UI); `where` names its origin in errors. */
 export const parseVeraConfig = (raw: Readonly<Record<string, unknown>>, where: string): ParsedConfig<VeraConfig> => {
   const c = { ...VERA_DEFAULTS, ...raw } as VeraConfig & Record<string, unknown>;
-  const fail = (field: string, rule: string): never => {
-    throw new PeftError(`${where}: ${field}=${JSON.stringify(c[field])} ${rule}`);
-  };
+  const fail: FieldFail = fieldChecker(c, where);
   if (c.peft_type !== 'VERA') fail('peft_type', "is not 'VERA'");
   if (!(Number.isInteger(c.r) && c.r > 0)) fail('r', 'must be a positive integer');
   if (!(Number.isInteger(c.projection_prng_key) && c.projection_prng_key >= -(2 ** 63) && c.projection_prng_key < 2 ** 64)) {

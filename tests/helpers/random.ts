@@ -1,14 +1,7 @@
-/** mulberry32: a small seeded PRNG so that test inputs are the same on every run. */
-export const seededRandom = (seed: number): (() => number) => {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
+import { createRng } from '../../main/engine/random.ts';
+
+/** The engine's seeded PRNG (mulberry32), so that test inputs are the same on every run. */
+export const seededRandom = createRng;
 
 export const uniform = (n: number, lo: number, hi: number, seed: number): Float64Array => {
   const rnd = seededRandom(seed);

@@ -9,6 +9,7 @@ import type { ChatMessage } from '../../../main/models/tokenizer/chat-template.t
 import { tokenizerFromGgufMetadata } from '../../../main/models/tokenizer/gguf-tokenizer.ts';
 import { loadTokenizerFromFolder } from '../../../main/models/tokenizer/load-folder.ts';
 import type { Tokenizer } from '../../../main/models/tokenizer/tokenizer.ts';
+import { memo } from '../../helpers/memo.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const FIXTURES = join(REPO, 'tests', 'fixtures', 'tokenizers');
@@ -55,15 +56,7 @@ export const CASES_FILE = join(FIXTURES, 'cases.json');
 export const loadCases = (): Cases => JSON.parse(readFileSync(CASES_FILE, 'utf8')) as Cases;
 
 // Building a tokenizer from a 11 MB tokenizer.json takes most of a second: once per test file.
-const cache = new Map<string, Tokenizer>();
-const cached = (key: string, build: () => Tokenizer): Tokenizer => {
-  let t = cache.get(key);
-  if (!t) {
-    t = build();
-    cache.set(key, t);
-  }
-  return t;
-};
+const cached = memo<Tokenizer>();
 
 export const qwen3 = (): Tokenizer => cached('qwen3', () => loadTokenizerFromFolder(QWEN3_DIR));
 export const llama3 = (): Tokenizer => cached('llama3', () => loadTokenizerFromFolder(LLAMA3_DIR));

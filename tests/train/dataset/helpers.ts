@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openGguf } from '../../../main/models/gguf/reader.ts';
 import { loadTokenizerFromFolder, tokenizerFromGgufMetadata, type Tokenizer } from '../../../main/models/tokenizer/index.ts';
+import { memo } from '../../helpers/memo.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const GOOD_DIR = join(REPO, 'tests', 'fixtures', 'datasets');
@@ -21,15 +22,7 @@ export const tinyDir = (name: string): string => join(cacheRoot(), 'oracle', 'ti
 export const SMOLLM2_GGUF = join(cacheRoot(), 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
 export const hasFile = (path: string): boolean => existsSync(path);
 
-const cache = new Map<string, Tokenizer>();
-const cached = (key: string, build: () => Tokenizer): Tokenizer => {
-  let t = cache.get(key);
-  if (!t) {
-    t = build();
-    cache.set(key, t);
-  }
-  return t;
-};
+const cached = memo<Tokenizer>();
 
 export const qwen3Tokenizer = (): Tokenizer => cached('qwen3-npm', () => loadTokenizerFromFolder(QWEN3_NPM_DIR));
 export const llama3Tokenizer = (): Tokenizer => cached('llama3-npm', () => loadTokenizerFromFolder(LLAMA3_NPM_DIR));
