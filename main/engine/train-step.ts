@@ -30,6 +30,8 @@ export interface TrainStepOptions {
   /** float16 compute with float32 master weights and dynamic loss scaling. */
   readonly mixedPrecision?: boolean | LossScalerOptions;
   readonly seed?: number;
+  /** The step count to start from (a session rebuilt in the middle of a run, e.g. after a sweep prunes trials). */
+  readonly startStep?: number;
   readonly session?: SessionOptions;
   /**
    * Called after each applied optimizer step with the step index (0-based) and the gradients the optimizer used
@@ -105,7 +107,9 @@ export class TrainStep {
     const groups = o.groups ?? [{ name: 'default', params: o.params }];
     const optimizer = typeof o.optimizer === 'function' ? o.optimizer(groups) : createOptimizer(o.optimizer, groups);
     const wantsRng = graph.has(SEED_INPUT) && graph.has(STEP_INPUT);
-    return new TrainStep(session, o.params, grad.grads, lossName, optimizer, o, scaler, o.seed ?? 0, wantsRng);
+    const step = new TrainStep(session, o.params, grad.grads, lossName, optimizer, o, scaler, o.seed ?? 0, wantsRng);
+    step.stepCount = o.startStep ?? 0;
+    return step;
   }
 
   get provider(): ProviderChoice {
@@ -146,12 +150,22 @@ export class TrainStep {
    */
   async computeGradients(
     batch: Readonly<Record<string, HostTensor>>,
-  ): Promise<{ loss: number; grads: Map<string, Float32Array>; finite: boolean }> {
-    const out = await this.session.run(this.feedsFor(batch), [this.lossName, ...this.gradNames.values()]);
+    fetch: readonly string[] = [],
+  ): Promise<{ loss: number; grads: Map<string, Float32Array>; finite: boolean; outputs: Record<string, HostTensor> }> {
+    const out = await this.session.run(this.feedsFor(batch), [this.lossName, ...this.gradNames.values(), ...fetch]);
     const grads = new Map<string, Float32Array>();
     for (const [param, gradName] of this.gradNames) grads.set(param, out[gradName]!.data as Float32Array);
     const finite = this.scaler ? this.scaler.unscale(grads.values()) : true;
-    return { loss: Number(out[this.lossName]!.data[0]), grads, finite };
+    const outputs = Object.fromEntries(fetch.map((name) => [name, out[name]!]));
+    return { loss: Number(out[this.lossName]!.data[0]), grads, finite, outputs };
+  }
+
+  /**
+   * Counts an optimizer step the caller applied with its own optimizers (a fused sweep updates each trial with its
+   * own optimizer, clipping and schedule), so dropout masks and the step count move on as with applyGradients.
+   */
+  countStep(): number {
+    return ++this.stepCount;
   }
 
   private feedsFor(batch: Readonly<Record<string, HostTensor>>): Record<string, HostTensor> {
@@ -172,6 +186,11 @@ export class TrainStep {
   async computeLoss(batch: Readonly<Record<string, HostTensor>>): Promise<number> {
     const out = await this.session.run(this.feedsFor(batch), [this.lossName]);
     return Number(out[this.lossName]!.data[0]);
+  }
+
+  /** Any forward outputs (no gradients), with the current trainable tensors. */
+  async computeOutputs(batch: Readonly<Record<string, HostTensor>>, fetch: readonly string[]): Promise<Record<string, HostTensor>> {
+    return this.session.run(this.feedsFor(batch), [...fetch]);
   }
 
   state(): TrainStepState {

@@ -46,3 +46,11 @@ export const epochMicroBatches = (examples: readonly Example[], epoch: number, p
   for (let i = 0; i < rows.length; i += plan.microBatchSize) batches.push(rows.slice(i, i + plan.microBatchSize));
   return batches;
 };
+
+/** The data plan a run's hyperparameters imply. */
+export const dataPlan = (h: { readonly microBatchSize: number; readonly maxLength: number; readonly packing?: boolean; readonly seed?: number }): DataPlan => ({
+  microBatchSize: h.microBatchSize,
+  maxLength: h.maxLength,
+  packing: h.packing ?? true,
+  seed: h.seed ?? 0,
+});

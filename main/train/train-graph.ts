@@ -1,7 +1,7 @@
 // The training forward for a causal LM: packed rows (block-diagonal causal attention, positions restarting per
 // example) and the LM head + loss computed only at the positions that carry a label. Pure graph; the method
 // rewrite (LoRA, …) is applied to it afterwards by name.
-import { GraphBuilder, div, gather, gatherElements, logSoftmax, neg, reduceSum, reshape, squeeze, unsqueeze, type Graph } from '../engine/ir/index.ts';
+import { GraphBuilder, div, gather, gatherElements, logSoftmax, neg, reduceSum, reshape, scatterElementsAdd, squeeze, unsqueeze, zeros, type Dim, type Graph } from '../engine/ir/index.ts';
 import { blockDiagonalCausalMask } from '../engine/nn/masks.ts';
 import type { LoadedModel } from '../models/hf-folder.ts';
 import { decoder, lmHead } from '../models/llama.ts';
@@ -20,15 +20,27 @@ export const TRAIN = {
   /** () float32: the number of target tokens in the whole (accumulated) batch, so gradients add up to its mean. */
   lossNormalizer: 'loss_normalizer',
   loss: 'loss',
+  /** Fused sweeps: (N,) int64, the trial each target belongs to. */
+  lossTrials: 'loss_trials',
+  /** Fused sweeps: (K,) float32, each trial's share of the loss (they add up to `loss`). */
+  trialLosses: 'trial_losses',
 } as const;
 
+export interface TrainingGraphOptions {
+  /** The batch dim of the inputs; a fused sweep fixes it to K × micro-batch rows so each trial's rows split off. */
+  readonly batch?: Dim;
+  /** Fused sweeps: K trials, each with its own loss (`trial_losses`, from `loss_trials`). */
+  readonly trials?: number;
+}
+
 /** Σ −log p(target) over the gathered positions / loss_normalizer. */
-export const buildTrainingGraph = (model: LoadedModel): Graph => {
+export const buildTrainingGraph = (model: LoadedModel, o: TrainingGraphOptions = {}): Graph => {
   const { config } = model;
   const g = new GraphBuilder();
-  const inputIds = g.input(TRAIN.inputIds, 'int64', ['batch', 'seq']);
-  const positionIds = g.input(TRAIN.positionIds, 'int64', ['batch', 'seq']);
-  const segmentIds = g.input(TRAIN.segmentIds, 'int64', ['batch', 'seq']);
+  const batch = o.batch ?? 'batch';
+  const inputIds = g.input(TRAIN.inputIds, 'int64', [batch, 'seq']);
+  const positionIds = g.input(TRAIN.positionIds, 'int64', [batch, 'seq']);
+  const segmentIds = g.input(TRAIN.segmentIds, 'int64', [batch, 'seq']);
   const positions = g.input(TRAIN.lossPositions, 'int64', ['targets']);
   const targets = g.input(TRAIN.lossTargets, 'int64', ['targets']);
   const normalizer = g.input(TRAIN.lossNormalizer, 'float32', []);
@@ -40,5 +52,10 @@ export const buildTrainingGraph = (model: LoadedModel): Graph => {
   const logp = logSoftmax(lmHead(config, w, picked), -1); // (N, V)
   const nll = neg(squeeze(gatherElements(logp, unsqueeze(targets, [-1]), -1), [-1])); // (N,)
   g.output(div(reduceSum(nll, [], { keepdims: false }), normalizer), TRAIN.loss);
+  if (o.trials !== undefined) {
+    const trialOf = g.input(TRAIN.lossTrials, 'int64', ['targets']);
+    const perTrial = scatterElementsAdd(zeros({ g }, 'float32', [o.trials]), trialOf, nll, 0, 'trial_nll'); // (K,)
+    g.output(div(perTrial, normalizer), TRAIN.trialLosses);
+  }
   return g.build();
 };
