@@ -100,9 +100,22 @@ export class FusedTrainer {
   private step?: TrainStep;
   private graphTrials: TrialState[] = [];
 
-  constructor(private readonly init: FusedTrainerInit) {
+  private constructor(private readonly init: FusedTrainerInit) {
     if (init.trials.length === 0) throw new FusedTrainerError('a fused sweep needs at least one trial');
     this.states = init.trials.map((spec) => ({ spec, params: [], modules: new Map(), losses: [], evals: [] }));
+  }
+
+  /** Builds the fused graph and its session (every trial's tensors initialised). */
+  static async create(init: FusedTrainerInit): Promise<FusedTrainer> {
+    const trainer = new FusedTrainer(init);
+    await trainer.build(0);
+    return trainer;
+  }
+
+  /** The execution provider the fused session runs on, and why. */
+  get provider(): { readonly provider: string; readonly reason: string } {
+    if (!this.step) throw new FusedTrainerError('the fused session is not open (run() has finished)');
+    return this.step.provider;
   }
 
   cancel(): void {
@@ -154,7 +167,7 @@ export class FusedTrainer {
     const totalSteps = h.maxSteps ?? (h.epochs ?? 1) * stepsPerEpoch;
     const rungs = new Set(this.init.halving?.rungs ?? []);
     if (rungs.size > 0 && !this.init.eval?.length) throw new FusedTrainerError('successive halving ranks trials by eval loss: give an eval set');
-    await this.build(0);
+    if (!this.step) throw new FusedTrainerError('run() was called twice; create a new FusedTrainer');
     const started = performance.now();
     let tokensSeen = 0;
     let steps = 0;

@@ -76,7 +76,7 @@ describe.skipIf(!dir && !oracleRequired())('fused LoRA sweep trials', () => {
     const data = examples();
     const [train, evalSet] = [data.slice(0, 36), data.slice(36)];
     const events: FusedEvent[] = [];
-    const fused = await new FusedTrainer({ model, trials: TRIALS, train, eval: evalSet, hyper: { ...HYPER, evalEvery: 2 }, onEvent: (e) => events.push(e) }).run();
+    const fused = await (await FusedTrainer.create({ model, trials: TRIALS, train, eval: evalSet, hyper: { ...HYPER, evalEvery: 2 }, onEvent: (e) => events.push(e) })).run();
     expect(fused.status).toBe('completed');
     expect(fused.steps).toBe(4);
     for (const [k, t] of TRIALS.entries()) {
@@ -102,10 +102,10 @@ describe.skipIf(!dir && !oracleRequired())('fused LoRA sweep trials', () => {
     const data = examples();
     const four = [...TRIALS, { key: 'trial3', config: lora({ r: 2, lora_alpha: 2, target_modules: ['k_proj'] }), lr: 1e-4 }];
     const events: FusedEvent[] = [];
-    const result = await new FusedTrainer({
+    const result = await (await FusedTrainer.create({
       model, trials: four, train: data.slice(0, 36), eval: data.slice(36), hyper: { ...HYPER, maxSteps: 5 }, halving: { rungs: [2, 3] },
       onEvent: (e) => events.push(e),
-    }).run();
+    })).run();
     const pruned = events.filter((e) => e.type === 'pruned');
     expect(pruned.map((e) => e.step)).toEqual([2, 2, 3]);
     const survivor = result.trials.filter((t) => t.prunedAtStep === undefined);
