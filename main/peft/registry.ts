@@ -1,13 +1,17 @@
 import { PeftError } from './errors.ts';
 import { adaloraMethod } from './adalora.ts';
+import { bitfitMethod } from './bitfit.ts';
 import { deltaLoraMethod } from './delta-lora.ts';
+import { fullFinetuneMethod } from './full-finetune.ts';
+import { ia3Method } from './ia3.ts';
 import { loraMethod } from './lora.ts';
 import { loraDropMethod } from './lora-drop.ts';
+import { selectiveMethod } from './selective.ts';
 import { veraMethod } from './vera.ts';
 import type { PeftMethod } from './method.ts';
 
 /** Every method the engine has, by PEFT's peft_type. */
-const METHODS = [loraMethod, adaloraMethod, veraMethod, deltaLoraMethod, loraDropMethod] as unknown as readonly PeftMethod<never>[];
+const METHODS = [loraMethod, adaloraMethod, veraMethod, deltaLoraMethod, loraDropMethod, ia3Method, bitfitMethod, selectiveMethod, fullFinetuneMethod] as unknown as readonly PeftMethod<never>[];
 
 export const peftMethods = (): readonly PeftMethod<never>[] => METHODS;
 
