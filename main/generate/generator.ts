@@ -1,3 +1,4 @@
+import type { Graph } from '../engine/ir/index.ts';
 import type { HostTensor, SessionOptions } from '../engine/onnx/runtime.ts';
 import { Session } from '../engine/onnx/runtime.ts';
 import type { LoadedModel } from '../models/hf-folder.ts';
@@ -31,8 +32,9 @@ export class Generator {
     private readonly model: LoadedModel,
   ) {}
 
-  static async create(model: LoadedModel, session: SessionOptions = {}): Promise<Generator> {
-    return new Generator(await Session.create(buildGenerationGraph(model), session), model);
+  /** `graph`: the model's generation graph, or one rewritten from it with the same inputs and outputs (an adapter baked in). */
+  static async create(model: LoadedModel, session: SessionOptions = {}, graph: Graph = buildGenerationGraph(model)): Promise<Generator> {
+    return new Generator(await Session.create(graph, session), model);
   }
 
   async *generate(promptIds: readonly number[], o: GenerateOptions): AsyncGenerator<GeneratedToken, void> {

@@ -29,17 +29,18 @@ const DEFAULT_TRAINING: TrainingHyper = {
   packing: true, epochs: 1, evalEvery: 50, checkpointEvery: 100, keepCheckpoints: 2, seed: 42,
 };
 
-/** Reads and checks a run config; every problem names the file and the field. */
-export const readRunConfig = (file: string): RunConfig => {
-  let raw: unknown;
+/** A YAML or JSON config file's contents (unchecked); an unreadable file or a syntax error names the file. */
+export const readConfigFile = (file: string): unknown => {
   try {
     const text = readFileSync(file, 'utf8');
-    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    return file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
     throw new RunConfigError(`${file}: ${(err as Error).message}`);
   }
-  return parseRunConfig(raw, file);
 };
+
+/** Reads and checks a run config; every problem names the file and the field. */
+export const readRunConfig = (file: string): RunConfig => parseRunConfig(readConfigFile(file), file);
 
 export const parseRunConfig = (raw: unknown, file: string): RunConfig => {
   const fail = (field: string, rule: string): never => {

@@ -1,10 +1,8 @@
 // r/alpha sweeps (also lr, dropout, target modules): grid or random points, trained fused (K trials in one graph
 // over one base, optionally with successive halving) or one after another. Every trial is a run in the history (its
 // config, metrics, adapter); the sweep records each trial's objective (final eval loss), prunes, and the best trial.
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { ortVersion } from '../engine/onnx/runtime.ts';
 import { applyLora } from '../peft/lora.ts';
 import { parseLoraConfig, type LoraConfig } from '../peft/lora-config.ts';
@@ -16,7 +14,7 @@ import { FusedTrainer, type FusedEvent, type HalvingPlan } from '../train/fused-
 import { buildTrainingGraph } from '../train/train-graph.ts';
 import { Trainer, type TrainerEvent } from '../train/trainer.ts';
 import { prepareJob, type PreparedJob } from './prepare.ts';
-import { RunConfigError, parseRunConfig, type RunConfig } from './run-config.ts';
+import { RunConfigError, parseRunConfig, readConfigFile, type RunConfig } from './run-config.ts';
 import { bestTrial, pointLabel, sweepMatrix, sweepPoints, type SearchPlan, type SweepMatrix, type SweepSpace, type TrialPoint } from './sweep-space.ts';
 
 export interface SweepConfig extends RunConfig {
@@ -53,16 +51,7 @@ export interface SweepOutcome {
   readonly matrix: SweepMatrix;
 }
 
-export const readSweepConfig = (file: string): SweepConfig => {
-  let raw: unknown;
-  try {
-    const text = readFileSync(file, 'utf8');
-    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  } catch (err) {
-    throw new RunConfigError(`${file}: ${(err as Error).message}`);
-  }
-  return parseSweepConfig(raw, file);
-};
+export const readSweepConfig = (file: string): SweepConfig => parseSweepConfig(readConfigFile(file), file);
 
 export const parseSweepConfig = (raw: unknown, file: string): SweepConfig => {
   const base = parseRunConfig(raw, file);
