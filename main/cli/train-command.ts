@@ -1,14 +1,32 @@
 import { readRunConfig } from '../service/run-config.ts';
+import { storedRunConfig } from '../service/run-resume.ts';
 import { trainRun } from '../service/train-run.ts';
 import { progressLine } from './progress.ts';
 import { openHistory } from './store-path.ts';
 
-export const runTrainCommand = async (a: { config?: string | undefined; db?: string | undefined; json?: boolean | undefined }): Promise<number> => {
-  if (!a.config) {
-    console.error('peft-studio train: --config FILE is required (YAML or JSON)');
+export interface TrainArgs {
+  readonly config?: string | undefined;
+  readonly db?: string | undefined;
+  readonly json?: boolean | undefined;
+  /** Continue the interrupted run of this config (or of --run ID) from its newest checkpoint. */
+  readonly resume?: boolean | undefined;
+  readonly run?: string | undefined;
+}
+
+export const runTrainCommand = async (a: TrainArgs): Promise<number> => {
+  const runId = a.run === undefined ? undefined : Number(a.run);
+  if (runId !== undefined && !(Number.isInteger(runId) && runId > 0)) {
+    console.error(`peft-studio train: --run ${a.run} is not a run id`);
     return 2;
   }
-  const config = readRunConfig(a.config);
+  if (runId !== undefined && !a.resume) {
+    console.error('peft-studio train: --run ID names the run to continue; give it with --resume');
+    return 2;
+  }
+  if (!a.config && runId === undefined) {
+    console.error('peft-studio train: --config FILE is required (YAML or JSON), or --resume --run ID');
+    return 2;
+  }
   const store = openHistory(a.db);
   let trainerRef: { pause(): void } | undefined;
   // Ctrl-C pauses at the end of the step with a checkpoint; a second one exits at once.
@@ -20,7 +38,10 @@ export const runTrainCommand = async (a: { config?: string | undefined; db?: str
   };
   process.on('SIGINT', onSigint);
   try {
+    const config = a.config ? readRunConfig(a.config) : storedRunConfig(store, runId!);
     const out = await trainRun(config, store, {
+      ...(a.resume ? { resume: true } : {}),
+      ...(runId !== undefined ? { runId } : {}),
       control: (t) => (trainerRef = t),
       onEvent: (e) => {
         if (a.json) console.log(JSON.stringify(e));
@@ -30,8 +51,8 @@ export const runTrainCommand = async (a: { config?: string | undefined; db?: str
         else if (e.type === 'checkpoint') process.stdout.write(`\n  checkpoint ${e.dir}\n`);
       },
     });
-    const line = `run ${out.runId} ${out.result.status} after ${out.result.steps} steps${out.adapterDir ? `; adapter: ${out.adapterDir}` : ''}`;
-    if (a.json) console.log(JSON.stringify({ type: 'result', runId: out.runId, status: out.result.status, steps: out.result.steps, adapterDir: out.adapterDir }));
+    const line = `run ${out.runId} ${out.result.status} after ${out.result.steps} steps${out.resumedFrom !== undefined ? ` (resumed from step ${out.resumedFrom})` : ''}${out.adapterDir ? `; adapter: ${out.adapterDir}` : ''}${out.modelDir ? `; model: ${out.modelDir}` : ''}`;
+    if (a.json) console.log(JSON.stringify({ type: 'result', runId: out.runId, status: out.result.status, steps: out.result.steps, adapterDir: out.adapterDir, modelDir: out.modelDir, resumedFrom: out.resumedFrom }));
     else console.log(`\n${line}`);
     return out.result.status === 'paused' ? 130 : 0;
   } finally {

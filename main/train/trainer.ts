@@ -1,14 +1,13 @@
 // The training loop: micro-batches with gradient accumulation, schedules, clipping, evaluation with early
 // stopping, atomic checkpoints with exact resume, a NaN/Inf guard, pause and cancel, progress events.
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Graph } from '../engine/ir/index.ts';
-import type { SessionOptions } from '../engine/onnx/runtime.ts';
-import type { OptimizerConfig, ScheduleConfig } from '../engine/optim/index.ts';
+import type { HostTensor, SessionOptions } from '../engine/onnx/runtime.ts';
+import type { Optimizer, OptimizerConfig, ParamGroup, ScheduleConfig } from '../engine/optim/index.ts';
 import { TrainStep } from '../engine/train-step.ts';
 import type { TrainableTensor } from '../peft/method.ts';
 import { packMicroBatch, withNormalizer, type Example } from './batch.ts';
-import { listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, type DataPosition } from './checkpoint.ts';
+import { checkpointsRoot, newestCheckpoint, pruneCheckpoints, readCheckpoint, removeInterruptedWrites, writeCheckpoint, type DataPosition } from './checkpoint.ts';
 import { epochMicroBatches } from './schedule-data.ts';
 
 export interface TrainingHyper {
@@ -60,6 +59,21 @@ export class TrainingDivergedError extends Error {
   }
 }
 
+/**
+ * What a PEFT method adds to the loop beyond its graph and tensors, built over the trainer's own (live) tensors:
+ * optimizer groups (LoRA+), an optimizer of its own (LoRA-FA), a hook after each optimizer step (AdaLoRA's rank
+ * allocator, Delta-LoRA's weight update), inputs fed with every batch (Delta-LoRA's start factors), and state a
+ * checkpoint must carry for an exact resume.
+ */
+export interface MethodTraining {
+  readonly groups?: readonly ParamGroup[];
+  readonly optimizer?: (groups: readonly ParamGroup[]) => Optimizer;
+  readonly afterOptimizerStep?: (step: number, grads: ReadonlyMap<string, Float32Array>) => void;
+  readonly feeds?: () => Readonly<Record<string, HostTensor>>;
+  /** Writes the method's state into a checkpoint folder being written, and reads it back on resume. */
+  readonly checkpointState?: { save(dir: string): void; load(dir: string): void };
+}
+
 export interface TrainerInit {
   /** The adapted training graph (buildTrainingGraph + a method's rewrite) and its trainable tensors. */
   readonly graph: Graph;
@@ -72,7 +86,21 @@ export interface TrainerInit {
   /** Resume from the newest complete checkpoint in outputDir when there is one. */
   readonly resume?: boolean;
   readonly onEvent?: (e: TrainerEvent) => void;
+  /** The method's part of the loop, given the tensors the trainer updates in place (see MethodTraining). */
+  readonly method?: (params: readonly TrainableTensor[]) => MethodTraining;
+  /**
+   * Runs when a checkpoint's files are written and before it becomes visible (its rename): whatever must be durable
+   * whenever that checkpoint exists goes here, e.g. the run's metrics up to its step, so a resume from it never
+   * lacks a point a killed process had only queued.
+   */
+  readonly beforeCheckpointCommit?: (step: number) => void;
 }
+
+/** Optimizer steps a run with these settings takes (maxSteps, else epochs × steps per epoch). */
+export const plannedSteps = (train: readonly Example[], h: TrainingHyper): number => {
+  const stepsPerEpoch = Math.max(1, Math.floor(epochMicroBatches(train, 0, plan(h)).length / h.gradientAccumulation));
+  return h.maxSteps ?? (h.epochs ?? 1) * stepsPerEpoch;
+};
 
 export class Trainer {
   private cancelled = false;
@@ -82,25 +110,27 @@ export class Trainer {
     private readonly init: TrainerInit,
     private readonly step: TrainStep,
     private readonly params: TrainableTensor[],
+    private readonly method: MethodTraining,
   ) {}
 
   static async create(init: TrainerInit): Promise<Trainer> {
     const h = init.hyper;
     const params = init.params.map((p) => ({ ...p, data: Float32Array.from(p.data) }));
-    const stepsPerEpoch = Math.max(1, Math.floor(epochMicroBatches(init.train, 0, plan(h)).length / h.gradientAccumulation));
-    const totalSteps = h.maxSteps ?? (h.epochs ?? 1) * stepsPerEpoch;
+    const method = init.method?.(params) ?? {};
     const step = await TrainStep.create({
       graph: init.graph,
       params,
-      optimizer: h.optimizer ?? { kind: 'adamw' },
-      lr: { kind: h.schedule ?? 'linear', baseLr: h.lr, warmupSteps: h.warmupSteps ?? 0, totalSteps },
+      ...(method.groups ? { groups: method.groups } : {}),
+      optimizer: method.optimizer ?? h.optimizer ?? { kind: 'adamw' },
+      lr: { kind: h.schedule ?? 'linear', baseLr: h.lr, warmupSteps: h.warmupSteps ?? 0, totalSteps: plannedSteps(init.train, h) },
       ...(h.maxGradNorm !== undefined ? { maxGradNorm: h.maxGradNorm } : {}),
       recompute: h.recompute ?? false,
       mixedPrecision: h.mixedPrecision ?? false,
       seed: h.seed ?? 0,
       ...(h.session ? { session: h.session } : {}),
+      ...(method.afterOptimizerStep ? { afterOptimizerStep: method.afterOptimizerStep } : {}),
     });
-    return new Trainer(init, step, params);
+    return new Trainer(init, step, params, method);
   }
 
   /** Finishes the current step, then stops; run() resolves with status 'cancelled'. */
@@ -124,7 +154,7 @@ export class Trainer {
 
   async run(): Promise<TrainerResult> {
     const { hyper: h, train, outputDir } = this.init;
-    const root = join(outputDir, 'checkpoints');
+    const root = checkpointsRoot(outputDir);
     const p = plan(h);
     const accumulation = h.gradientAccumulation;
     const stepsPerEpoch = Math.max(1, Math.floor(epochMicroBatches(train, 0, p).length / accumulation));
@@ -137,7 +167,8 @@ export class Trainer {
     const losses: number[] = [];
     let lastEvalLoss: number | undefined;
 
-    const resumeFrom = this.init.resume ? listCheckpoints(root).at(-1) : undefined;
+    const resumeFrom = this.init.resume ? newestCheckpoint(root)?.dir : undefined;
+    if (this.init.resume) removeInterruptedWrites(root);
     if (resumeFrom) {
       const c = readCheckpoint(resumeFrom);
       for (const param of this.params) {
@@ -146,6 +177,7 @@ export class Trainer {
         param.data.set(saved);
       }
       this.step.loadState(c.train);
+      this.method.checkpointState?.load(resumeFrom);
       position = c.position;
       best = c.bestEvalLoss ?? Infinity;
       stale = c.evalsWithoutImprovement ?? 0;
@@ -154,11 +186,16 @@ export class Trainer {
     }
 
     const checkpoint = (): void => {
+      const step = this.step.steps;
       lastCheckpoint = writeCheckpoint(
         root,
-        { step: this.step.steps, position, seed: h.seed ?? 0, bestEvalLoss: best, evalsWithoutImprovement: stale },
+        { step, position, seed: h.seed ?? 0, bestEvalLoss: best, evalsWithoutImprovement: stale },
         this.params,
         this.step.state(),
+        (dir) => {
+          this.method.checkpointState?.save(dir);
+          this.init.beforeCheckpointCommit?.(step);
+        },
       );
       pruneCheckpoints(root, h.keepCheckpoints ?? 2);
       this.init.onEvent?.({ type: 'checkpoint', step: this.step.steps, dir: lastCheckpoint });
@@ -179,7 +216,7 @@ export class Trainer {
         let loss = 0;
         let finite = true;
         for (const m of micro) {
-          const r = await this.step.computeGradients(withNormalizer(m, total));
+          const r = await this.step.computeGradients(this.feeds(withNormalizer(m, total)));
           loss += r.loss;
           finite &&= r.finite;
           tokensSeen += m.tokens;
@@ -242,10 +279,14 @@ export class Trainer {
     for (const rows of batches) {
       const m = packMicroBatch(rows);
       if (m.targets === 0) continue;
-      sum += await this.step.computeLoss(withNormalizer(m, 1));
+      sum += await this.step.computeLoss(this.feeds(withNormalizer(m, 1)));
       count += m.targets;
     }
     return sum / Math.max(1, count);
+  }
+
+  private feeds(batch: Record<string, HostTensor>): Record<string, HostTensor> {
+    return this.method.feeds ? { ...batch, ...this.method.feeds() } : batch;
   }
 
   async release(): Promise<void> {
@@ -254,7 +295,7 @@ export class Trainer {
 
   /** Deletes this run's checkpoints (after the final adapter is saved elsewhere). */
   clearCheckpoints(): void {
-    rmSync(join(this.init.outputDir, 'checkpoints'), { recursive: true, force: true });
+    rmSync(checkpointsRoot(this.init.outputDir), { recursive: true, force: true });
   }
 }
 

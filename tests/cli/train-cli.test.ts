@@ -62,6 +62,16 @@ describe.skipIf(!model && !oracleRequired())('peft-studio train / runs / dataset
     expect(show.stdout).toMatch(/train\/loss: 6 points/);
   });
 
+  it('train --resume: --run needs --resume, an unknown run id is unusable input (exit 2)', () => {
+    const db = join(mkdtempSync(join(tmpdir(), 'peft-cli-resume-')), 'history.db');
+    const lone = cli('train', '--run', '3', '--db', db);
+    expect(lone.status).toBe(2);
+    expect(lone.stderr).toMatch(/--run ID names the run to continue; give it with --resume/);
+    const unknown = cli('train', '--resume', '--run', '999', '--db', db);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/there is no run 999 in the history/);
+  });
+
   it('dataset inspect: exit 0 for a usable file, 2 with FILE:LINE messages for a broken one', () => {
     const dir = mkdtempSync(join(tmpdir(), 'peft-cli-ds-'));
     const good = cli('dataset', 'inspect', writeDataset(dir), '--model', model!);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { applyLora } from '../../main/peft/lora.ts';
 import { parseLoraConfig } from '../../main/peft/lora-config.ts';
 import type { Example } from '../../main/train/batch.ts';
 import { listCheckpoints } from '../../main/train/checkpoint.ts';
+import type { TrainableTensor } from '../../main/peft/method.ts';
 import { buildTrainingGraph } from '../../main/train/train-graph.ts';
 import { Trainer, TrainingDivergedError, type TrainerEvent, type TrainingHyper } from '../../main/train/trainer.ts';
 import { oracleRequired, tinyModelDir } from '../helpers/oracle-cache.ts';
@@ -69,6 +70,33 @@ describe.skipIf(!dir && !oracleRequired())('trainer', () => {
     await second.release();
     expect(part2.status).toBe('completed');
     expect([...part1.losses, ...part2.losses]).toEqual(full.losses);
+  });
+
+  it("method hooks see the trainer's live tensors; the commit hook runs before its checkpoint is visible", async () => {
+    const { adapted, train } = setup();
+    const out = mkdtempSync(join(tmpdir(), 'peft-train-'));
+    const root = join(out, 'checkpoints');
+    let live: readonly TrainableTensor[] = [];
+    const stepsSeen: number[] = [];
+    const commits: { step: number; visible: string[] }[] = [];
+    const trainer = await Trainer.create({
+      graph: adapted.graph, params: adapted.params, train, outputDir: out,
+      hyper: { ...HYPER, maxSteps: 2, evalEvery: undefined, checkpointEvery: 1 },
+      method: (params) => {
+        live = params;
+        return {
+          afterOptimizerStep: (step) => stepsSeen.push(step),
+          checkpointState: { save: (dir) => writeFileSync(join(dir, 'method_state.json'), '{}'), load: () => undefined },
+        };
+      },
+      beforeCheckpointCommit: (step) => commits.push({ step, visible: listCheckpoints(root).map((d) => d.slice(-8)) }),
+    });
+    await trainer.run();
+    await trainer.release();
+    expect(live).toBe(trainer.trainables);
+    expect(stepsSeen).toEqual([0, 1]);
+    expect(commits).toEqual([{ step: 1, visible: [] }, { step: 2, visible: ['00000001'] }]);
+    expect(existsSync(join(root, 'step-00000002', 'method_state.json'))).toBe(true);
   });
 
   it('stops on a non-finite loss, naming the step and the last good checkpoint', async () => {

@@ -1,0 +1,274 @@
+// How each registered PEFT method trains and saves: its rewrite of the training graph, its part of the loop
+// (optimizer groups, optimizer, step hooks, extra inputs, checkpoint state: MethodTraining) and its adapter folder,
+// each written the way that method's own code in main/peft writes it (FULL: a whole HF model folder). LoRA's
+// optimizer variants ride along: LoRA+ (B matrices at a larger lr) and LoRA-FA (A frozen, B updated by the LoRA-FA
+// optimizer) leave a plain LoRA.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type TensorToWrite } from '../engine/io/safetensors.ts';
+import type { Graph } from '../engine/ir/index.ts';
+import type { ParamGroup } from '../engine/optim/index.ts';
+import { applyAdalora, saveAdaloraAdapter, type AdaLoraConfig, type RankPattern } from '../peft/adalora.ts';
+import { AdaLoraAllocator } from '../peft/adalora-allocator.ts';
+import { saveTensorAdapter, type TensorAdapterConfig } from '../peft/base-tensor-io.ts';
+import { applyBitfit, type BitfitConfig } from '../peft/bitfit.ts';
+import { applyDeltaLora, DeltaLoraUpdater, saveDeltaLoraAdapter, type DeltaLoraConfig } from '../peft/delta-lora.ts';
+import { PeftError } from '../peft/errors.ts';
+import { applyFull, type FullConfig } from '../peft/full-finetune.ts';
+import { applyIa3, saveIa3Adapter } from '../peft/ia3.ts';
+import type { Ia3Config } from '../peft/ia3-config.ts';
+import { applyLora } from '../peft/lora.ts';
+import type { LoraConfig } from '../peft/lora-config.ts';
+import { applyLoraDrop, saveLoraDropAdapter, type LoraDropConfig } from '../peft/lora-drop.ts';
+import { createLoraFaOptimizer, freezeLoraA, loraFaAdapterTensors } from '../peft/lora-fa.ts';
+import { loraPlusParamGroups, toParamGroups, type LoraPlusOptions } from '../peft/lora-plus.ts';
+import type { AdaptedGraph, TrainableTensor } from '../peft/method.ts';
+import { saveAdapter } from '../peft/peft-io.ts';
+import { applySelective, type SelectiveConfig } from '../peft/selective.ts';
+import { applyVera, saveVeraAdapter, type VeraConfig } from '../peft/vera.ts';
+import { saveFullModel } from './full-model.ts';
+import type { MethodTraining } from './trainer.ts';
+
+/** A method's part of one training run, bound to the trainer's live tensors. */
+export interface MethodRun extends MethodTraining {
+  /** Writes the trained adapter in PEFT's format (adapter_config.json + adapter_model.safetensors, and any sidecar). */
+  saveAdapter(dir: string): void;
+}
+
+export interface PreparedMethod {
+  readonly peftType: string;
+  /** What saveAdapter writes: a PEFT-style adapter folder, or (FULL) a whole Hugging Face model folder. */
+  readonly saves: 'adapter' | 'model';
+  /** The adapted training graph and its trainable tensors (initial values). */
+  readonly graph: Graph;
+  readonly params: readonly TrainableTensor[];
+  /** For TrainerInit.method: called once with the tensors the trainer updates in place. */
+  readonly bind: (live: readonly TrainableTensor[]) => MethodRun;
+}
+
+/** LoRA's optimizer variants (not adapter_config fields: PEFT has them as optimizer factories). */
+export interface LoraOptimizerVariant {
+  /** create_loraplus_optimizer's keyword arguments but lr (the run's). */
+  readonly loraPlus?: Omit<LoraPlusOptions, 'lr'>;
+  /** create_lorafa_optimizer: every lora_A frozen, B trained by the LoRA-FA optimizer. */
+  readonly loraFa?: { readonly weightDecay?: number; readonly betas?: readonly [number, number] };
+}
+
+export interface PrepareMethodOptions extends LoraOptimizerVariant {
+  readonly peftType: string;
+  /** The method's parsed config (its parseConfig's result). */
+  readonly config: { readonly peft_type: string };
+  /** buildTrainingGraph's graph. */
+  readonly graph: Graph;
+  readonly seed: number;
+  /** The run's base learning rate (LoRA+ scales its groups from it). */
+  readonly lr: number;
+  /** The base model's path: base_model_name_or_path in the saved adapter_config.json; FULL copies the rest from it. */
+  readonly baseModel: string;
+  /** The base's config.json model_type (IA3 takes PEFT's default target modules by it). */
+  readonly modelType?: string;
+}
+
+const STATE_JSON = 'method_state.json';
+const STATE_TENSORS = 'method_state.safetensors';
+
+/** A method's checkpoint state: JSON plus flat float32 tensors, next to the trainer's files. */
+const writeMethodState = (dir: string, json: unknown, tensors: Readonly<Record<string, Float32Array>>): void => {
+  const flat: Record<string, TensorToWrite> = {};
+  for (const [k, v] of Object.entries(tensors)) flat[k] = { shape: [v.length], data: v };
+  writeSafetensors(join(dir, STATE_TENSORS), flat);
+  writeFileSync(join(dir, STATE_JSON), JSON.stringify(json));
+};
+
+const readMethodState = <J>(dir: string, what: string): { json: J; tensors: Map<string, Float32Array> } => {
+  if (!existsSync(join(dir, STATE_JSON))) throw new PeftError(`checkpoint ${dir} has no ${STATE_JSON}: it was not written by a ${what} run`);
+  return {
+    json: JSON.parse(readFileSync(join(dir, STATE_JSON), 'utf8')) as J,
+    tensors: new Map(readSafetensorsHeader(join(dir, STATE_TENSORS)).map((e) => [e.name, readTensorFloat32(e)])),
+  };
+};
+
+const prefixed = (prefix: string, tensors: Map<string, Float32Array>): Record<string, Float32Array> =>
+  Object.fromEntries([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+
+const lora = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as LoraConfig;
+  const adapted = applyLora(o.graph, config, { seed: o.seed });
+  const fa = o.loraFa ? freezeLoraA(adapted) : undefined;
+  const trained: AdaptedGraph = fa ?? adapted;
+  return {
+    peftType: 'LORA',
+    saves: 'adapter',
+    graph: trained.graph,
+    params: trained.params,
+    bind: (live) => {
+      const groups = o.loraPlus ? toParamGroups(loraPlusParamGroups(live, { ...o.loraPlus, lr: o.lr }), live) : undefined;
+      const settings = { ...(o.loraFa?.weightDecay !== undefined ? { weightDecay: o.loraFa.weightDecay } : {}), ...(o.loraFa?.betas ? { betas: o.loraFa.betas } : {}) };
+      return {
+        ...(groups ? { groups } : {}),
+        ...(fa ? { optimizer: (g: readonly ParamGroup[]) => createLoraFaOptimizer(fa, config, settings, g.flatMap((x) => x.params), g) } : {}),
+        saveAdapter: (dir) =>
+          saveAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, fa ? loraFaAdapterTensors({ ...fa, params: live }) : live),
+      };
+    },
+  };
+};
+
+interface AdaLoraState {
+  readonly rankPattern: RankPattern | null;
+}
+
+const adalora = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as AdaLoraConfig;
+  const adapted = applyAdalora(o.graph, config, { seed: o.seed });
+  return {
+    peftType: 'ADALORA',
+    saves: 'adapter',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => {
+      const allocator = new AdaLoraAllocator(config, live);
+      const current = new Map(live.map((p) => [p.name, p.data]));
+      return {
+        // PEFT: optimizer.step(); model.base_model.update_and_allocate(global_step) — masks lora_E in place.
+        afterOptimizerStep: (step, grads) => void allocator.update(step, current, grads),
+        checkpointState: {
+          save: (dir) => {
+            const s = allocator.state();
+            const tensors = { ...Object.fromEntries(Object.entries(s.expAvgIpt).map(([k, v]) => [`ipt/${k}`, v])), ...Object.fromEntries(Object.entries(s.expAvgUnc).map(([k, v]) => [`unc/${k}`, v])) };
+            writeMethodState(dir, { rankPattern: s.rankPattern } satisfies AdaLoraState, tensors);
+          },
+          load: (dir) => {
+            const { json, tensors } = readMethodState<AdaLoraState>(dir, 'AdaLoRA');
+            allocator.loadState({ expAvgIpt: prefixed('ipt/', tensors), expAvgUnc: prefixed('unc/', tensors), rankPattern: json.rankPattern });
+          },
+        },
+        saveAdapter: (dir) =>
+          saveAdaloraAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live, { rankPattern: allocator.rankPattern, modules: adapted.modules }),
+      };
+    },
+  };
+};
+
+interface DeltaLoraState {
+  readonly step: number;
+  readonly ratio: number;
+}
+
+const deltaLora = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = { ...(o.config as DeltaLoraConfig), base_model_name_or_path: o.baseModel };
+  const adapted = applyDeltaLora(o.graph, config, { seed: o.seed });
+  return {
+    peftType: 'DELTA_LORA',
+    saves: 'adapter',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => {
+      const updater = new DeltaLoraUpdater({ ...adapted, params: live }, config);
+      return {
+        afterOptimizerStep: updater.afterOptimizerStep,
+        feeds: () => updater.feeds(),
+        checkpointState: {
+          save: (dir) => {
+            const s = updater.state();
+            writeMethodState(dir, { step: s.step, ratio: s.ratio } satisfies DeltaLoraState, s.start);
+          },
+          load: (dir) => {
+            const { json, tensors } = readMethodState<DeltaLoraState>(dir, 'Delta-LoRA');
+            updater.loadState({ ...json, start: Object.fromEntries(tensors) });
+          },
+        },
+        saveAdapter: (dir) => saveDeltaLoraAdapter(dir, updater, live),
+      };
+    },
+  };
+};
+
+const vera = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as VeraConfig;
+  const adapted = applyVera(o.graph, config, { seed: o.seed });
+  return {
+    peftType: 'VERA',
+    saves: 'adapter',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => ({
+      saveAdapter: (dir) => saveVeraAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, { params: live, frozen: adapted.frozen ?? [] }),
+    }),
+  };
+};
+
+const loraDrop = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as LoraDropConfig;
+  const adapted = applyLoraDrop(o.graph, config, { seed: o.seed });
+  return {
+    peftType: 'LORA_DROP',
+    saves: 'adapter',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => ({
+      saveAdapter: (dir) => saveLoraDropAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live),
+    }),
+  };
+};
+
+const ia3 = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as Ia3Config;
+  const options = { seed: o.seed, ...(o.modelType !== undefined ? { modelType: o.modelType } : {}) };
+  const adapted = applyIa3(o.graph, config, options);
+  return {
+    peftType: 'IA3',
+    saves: 'adapter',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => ({ saveAdapter: (dir) => saveIa3Adapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live, options) }),
+  };
+};
+
+/** BitFit and selective fine-tuning: the model's own tensors train; the adapter holds them under their HF names. */
+const ownTensors = (peftType: 'BITFIT' | 'SELECTIVE') => (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as TensorAdapterConfig;
+  const adapted = peftType === 'BITFIT' ? applyBitfit(o.graph, config as BitfitConfig, { seed: o.seed }) : applySelective(o.graph, config as SelectiveConfig);
+  return {
+    peftType,
+    saves: 'adapter',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => ({ saveAdapter: (dir) => saveTensorAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live) }),
+  };
+};
+
+const full = (o: PrepareMethodOptions): PreparedMethod => {
+  const config = o.config as FullConfig;
+  const adapted = applyFull(o.graph);
+  return {
+    peftType: 'FULL',
+    saves: 'model',
+    graph: adapted.graph,
+    params: adapted.params,
+    bind: (live) => ({ saveAdapter: (dir) => void saveFullModel({ base: o.baseModel, out: dir, params: live, dtype: config.save_dtype }) }),
+  };
+};
+
+const PREPARE: Readonly<Record<string, (o: PrepareMethodOptions) => PreparedMethod>> = {
+  LORA: lora,
+  ADALORA: adalora,
+  DELTA_LORA: deltaLora,
+  VERA: vera,
+  LORA_DROP: loraDrop,
+  IA3: ia3,
+  BITFIT: ownTensors('BITFIT'),
+  SELECTIVE: ownTensors('SELECTIVE'),
+  FULL: full,
+};
+
+/** The peft_types prepareMethod trains (every method in main/peft/registry.ts). */
+export const TRAINABLE_METHODS: readonly string[] = Object.keys(PREPARE);
+
+/** Applies the method to the training graph and says how it trains and saves. */
+export const prepareMethod = (o: PrepareMethodOptions): PreparedMethod => {
+  const prepare = PREPARE[o.peftType];
+  if (!prepare) throw new PeftError(`peft_type '${o.peftType}' cannot be trained yet; these can: ${TRAINABLE_METHODS.join(', ')}`);
+  if ((o.loraPlus || o.loraFa) && o.peftType !== 'LORA') throw new PeftError(`LoRA+ and LoRA-FA are LoRA optimizers; peft_type ${o.peftType} cannot use them`);
+  return prepare(o);
+};
