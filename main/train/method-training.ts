@@ -11,7 +11,11 @@ import type { ParamGroup } from '../engine/optim/index.ts';
 import { applyAdalora, saveAdaloraAdapter, type AdaLoraConfig, type RankPattern } from '../peft/adalora.ts';
 import { AdaLoraAllocator } from '../peft/adalora-allocator.ts';
 import { saveTensorAdapter, type TensorAdapterConfig } from '../peft/base-tensor-io.ts';
+import { applyAdapterFusion, saveAdapterFusion } from '../peft/adapter-fusion.ts';
+import type { AdapterFusionConfig } from '../peft/bottleneck-fusion-config.ts';
 import { applyBitfit, type BitfitConfig } from '../peft/bitfit.ts';
+import { applyBottleneck, saveBottleneckAdapter } from '../peft/bottleneck.ts';
+import type { BottleneckConfig } from '../peft/bottleneck-config.ts';
 import { applyDeltaLora, DeltaLoraUpdater, saveDeltaLoraAdapter, type DeltaLoraConfig } from '../peft/delta-lora.ts';
 import { PeftError } from '../peft/errors.ts';
 import { applyFull, type FullConfig } from '../peft/full-finetune.ts';
@@ -238,6 +242,25 @@ const ownTensors = (peftType: 'BITFIT' | 'SELECTIVE') => (o: PrepareMethodOption
   };
 };
 
+/** A method with no optimizer or loop changes: its rewrite, and a save function over the trained tensors. */
+const plain =
+  <C extends { readonly peft_type: string }>(
+    peftType: string,
+    apply: (graph: Graph, config: C, seed: number) => AdaptedGraph,
+    save: (dir: string, config: C, adapted: AdaptedGraph) => void,
+  ) =>
+  (o: PrepareMethodOptions): PreparedMethod => {
+    const config = { ...(o.config as C), base_model_name_or_path: o.baseModel };
+    const adapted = apply(o.graph, config, o.seed);
+    return {
+      peftType,
+      saves: 'adapter',
+      graph: adapted.graph,
+      params: adapted.params,
+      bind: (live) => ({ saveAdapter: (dir) => save(dir, config, { ...adapted, params: live }) }),
+    };
+  };
+
 const full = (o: PrepareMethodOptions): PreparedMethod => {
   const config = o.config as FullConfig;
   const adapted = applyFull(o.graph);
@@ -260,6 +283,9 @@ const PREPARE: Readonly<Record<string, (o: PrepareMethodOptions) => PreparedMeth
   BITFIT: ownTensors('BITFIT'),
   SELECTIVE: ownTensors('SELECTIVE'),
   FULL: full,
+  BOTTLENECK: plain<BottleneckConfig>('BOTTLENECK', (g, c, seed) => applyBottleneck(g, c, { seed }), (dir, c, a) => saveBottleneckAdapter(dir, c, a.params)),
+  // Stage 2: the fused adapters (config.adapter_paths) are frozen inside the graph; only the fusion layers train.
+  ADAPTER_FUSION: plain<AdapterFusionConfig>('ADAPTER_FUSION', (g, c, seed) => applyAdapterFusion(g, c, { seed }), (dir, c, a) => saveAdapterFusion(dir, c, a)),
 };
 
 /** The peft_types prepareMethod trains (every method in main/peft/registry.ts). */

@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../main/models/open-model.ts';
 import { applyAdalora, assignAdaloraWeights, parseAdaloraConfig } from '../../main/peft/adalora.ts';
+import { loadAdapterFusion } from '../../main/peft/adapter-fusion.ts';
 import { loadTensorAdapter } from '../../main/peft/base-tensor-io.ts';
+import { applyBottleneck, loadBottleneckAdapter, saveBottleneckAdapter } from '../../main/peft/bottleneck.ts';
+import { parseBottleneckConfig } from '../../main/peft/bottleneck-config.ts';
 import { loadDeltaLoraCheckpoint } from '../../main/peft/delta-lora.ts';
 import { applyFull } from '../../main/peft/full-finetune.ts';
 import { loadIa3Adapter } from '../../main/peft/ia3.ts';
@@ -64,6 +67,25 @@ const asLora = (dir: string, graph: Graph): Loaded => {
 };
 
 const LORA = { peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: TARGETS };
+
+const PFEIFFER = { peft_type: 'BOTTLENECK', architecture: 'pfeiffer', reduction_factor: 4 };
+/** AdapterFusion's stage 1, done once: two Pfeiffer adapters with non-zero tensors to fuse. */
+const fusedAdapters = (() => {
+  const root = mkdtempSync(join(tmpdir(), 'peft-train-fused-'));
+  let made = false;
+  const paths = { left: join(root, 'left'), right: join(root, 'right') };
+  return () => {
+    if (!made && model) {
+      const { config } = parseBottleneckConfig(PFEIFFER, 'stage 1');
+      Object.values(paths).forEach((dir, i) => {
+        const a = applyBottleneck(buildTrainingGraph(openModel(model).model), config, { seed: i + 1 });
+        saveBottleneckAdapter(dir, config, a.params.map((p, j) => ({ ...p, data: p.data.map((_, k) => Math.sin(k + 7 * j + i) * 0.05) })));
+      });
+      made = true;
+    }
+    return paths;
+  };
+})();
 
 const CASES: Record<string, Case> = {
   'LoRA + DoRA': {
@@ -143,6 +165,24 @@ const CASES: Record<string, Case> = {
     method: { peft_type: 'SELECTIVE', parameters: ['norm'] },
     load: (dir, graph) => loadTensorAdapter(dir, graph).adapted,
     check: (dir) => expect([...loadAdapterFiles(dir).tensors.keys()].every((k) => k.includes('norm'))).toBe(true),
+  },
+  Bottleneck: {
+    method: { ...PFEIFFER, architecture: 'houlsby' },
+    load: (dir, graph) => loadBottleneckAdapter(dir, graph).adapted,
+    check: (dir) => expect([...loadAdapterFiles(dir).tensors.keys()]).toContain('base_model.model.model.layers.0.self_attn.adapter.up.weight'),
+  },
+  AdapterFusion: {
+    get method() {
+      return { peft_type: 'ADAPTER_FUSION', adapters: ['left', 'right'], adapter_paths: fusedAdapters() };
+    },
+    load: (dir, graph) => loadAdapterFusion(dir, graph).adapted,
+    // The fused adapters stay frozen: their tensors are saved unchanged next to the trained fusion layers.
+    check: (dir) => {
+      const file = loadAdapterFiles(dir).tensors;
+      const stage1 = loadAdapterFiles(fusedAdapters().left).tensors;
+      const key = 'base_model.model.model.layers.0.mlp.adapter.up.weight';
+      expect(file.get(key.replace('.adapter.', '.adapters.left.'))!.data).toEqual(stage1.get(key)!.data);
+    },
   },
   'Full fine-tuning': {
     method: { peft_type: 'FULL' },
