@@ -1,6 +1,7 @@
 import type { Store } from '../store/index.ts';
 import { formatMatrix, pointLabel, sweepMatrix, type TrialPoint } from '../service/sweep-space.ts';
 import { readSweepConfig, runSweep, type SweepControl } from '../service/sweep.ts';
+import { onInterrupt } from './interrupt.ts';
 import { progressLine } from './progress.ts';
 import { openHistory } from './store-path.ts';
 
@@ -19,13 +20,7 @@ export const runSweepCommand = async (a: SweepArgs): Promise<number> => {
   const config = readSweepConfig(a.config);
   const store = openHistory(a.db);
   let control: SweepControl | undefined;
-  let interrupts = 0;
-  const onSigint = () => {
-    if (++interrupts > 1) process.exit(130);
-    console.error('\ncancelling after this step (Ctrl-C again to stop now)…');
-    control?.cancel();
-  };
-  process.on('SIGINT', onSigint);
+  const stopListening = onInterrupt('cancelling', () => control?.cancel());
   try {
     const out = await runSweep(config, store, {
       control: (c) => (control = c),
@@ -47,7 +42,7 @@ export const runSweepCommand = async (a: SweepArgs): Promise<number> => {
     }
     return out.trials.some((t) => t.status === 'cancelled') ? 130 : 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    stopListening();
     store.close();
   }
 };

@@ -1,6 +1,7 @@
 import { readRunConfig } from '../service/run-config.ts';
 import { storedRunConfig } from '../service/run-resume.ts';
 import { trainRun } from '../service/train-run.ts';
+import { onInterrupt } from './interrupt.ts';
 import { progressLine } from './progress.ts';
 import { openHistory } from './store-path.ts';
 
@@ -29,14 +30,7 @@ export const runTrainCommand = async (a: TrainArgs): Promise<number> => {
   }
   const store = openHistory(a.db);
   let trainerRef: { pause(): void } | undefined;
-  // Ctrl-C pauses at the end of the step with a checkpoint; a second one exits at once.
-  let interrupts = 0;
-  const onSigint = () => {
-    if (++interrupts > 1) process.exit(130);
-    console.error('\npausing after this step (Ctrl-C again to stop now)…');
-    trainerRef?.pause();
-  };
-  process.on('SIGINT', onSigint);
+  const stopListening = onInterrupt('pausing with a checkpoint', () => trainerRef?.pause());
   try {
     const config = a.config ? readRunConfig(a.config) : storedRunConfig(store, runId!);
     const out = await trainRun(config, store, {
@@ -56,7 +50,7 @@ export const runTrainCommand = async (a: TrainArgs): Promise<number> => {
     else console.log(`\n${line}`);
     return out.result.status === 'paused' ? 130 : 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    stopListening();
     store.close();
   }
 };

@@ -2,46 +2,63 @@
 // model's chat template, split it, and record the model and the exact dataset version in the run history.
 import type { OpenedModel } from '../models/open-model.ts';
 import { openModel } from '../models/open-model.ts';
-import type { Store } from '../store/index.ts';
+import type { ModelFormat, Store } from '../store/index.ts';
 import type { Example } from '../train/batch.ts';
-import { prepareDataset, splitTrainEval, type DatasetFormat } from '../train/dataset/index.ts';
+import { prepareDataset, splitTrainEval, type DatasetFormat, type DatasetRecord } from '../train/dataset/index.ts';
 import type { RunConfig } from './run-config.ts';
 
-export interface PreparedJob {
+export interface JobData {
   readonly opened: OpenedModel;
+  /** The dataset's rows as read (what a dataset version records). */
+  readonly records: readonly DatasetRecord[];
+  readonly format: string;
   readonly train: readonly Example[];
   readonly eval: readonly Example[];
-  readonly modelId: number;
-  readonly datasetVersionId: number;
   /** Dataset problems that did not stop it (FILE:LINE: message). */
   readonly warnings: readonly string[];
 }
 
+export interface PreparedJob extends JobData {
+  readonly modelId: number;
+  readonly datasetVersionId: number;
+}
+
+type JobConfig = Pick<RunConfig, 'model' | 'dataset' | 'training'>;
+
 const parameterCount = (weights: ReadonlyMap<string, { readonly shape: readonly number[] }>): number =>
   [...weights.values()].reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
 
-export const prepareJob = async (config: Pick<RunConfig, 'model' | 'dataset' | 'training'>, store: Store): Promise<PreparedJob> => {
+/** Opens the model, reads, tokenizes and splits the dataset (seeded by the training seed). */
+export const loadJobData = async (config: JobConfig): Promise<JobData> => {
   const opened = openModel(config.model);
   const prepared = await prepareDataset(config.dataset.path, opened.tokenizer, {
     ...(config.dataset.format ? { format: config.dataset.format as DatasetFormat } : {}),
     tokenize: { maxLength: config.training.maxLength, trainOn: config.dataset.trainOn ?? 'assistant' },
   });
   const split = splitTrainEval(prepared.tokenized.examples, { evalFraction: config.dataset.evalFraction ?? 0.05, seed: config.training.seed ?? 0 });
-  const model =
-    store.models.list().find((m) => m.path === config.model) ??
-    store.models.add({ name: config.model.split('/').pop()!, path: config.model, format: opened.format, architecture: opened.model.config.architecture, params: parameterCount(opened.model.weights) });
-  const { version } = store.datasets.create({
-    name: config.dataset.path.split('/').pop()!,
-    format: prepared.loaded.format ?? 'unknown',
-    sourcePath: config.dataset.path,
-    rows: prepared.loaded.records as never,
-  });
   return {
     opened,
+    records: prepared.loaded.records,
+    format: prepared.loaded.format ?? 'unknown',
     train: split.train,
     eval: split.eval,
-    modelId: model.id,
-    datasetVersionId: version.id,
     warnings: prepared.warnings.map((p) => `${p.file}:${p.line}: ${p.message}`),
   };
+};
+
+/** The model's row in the library (added on first use). */
+export const recordModel = (store: Store, m: { readonly path: string; readonly opened: OpenedModel; readonly name?: string; readonly format?: ModelFormat }): number =>
+  (store.models.list().find((x) => x.path === m.path) ??
+    store.models.add({
+      name: m.name ?? m.path.split('/').pop()!, path: m.path, format: m.format ?? m.opened.format,
+      architecture: m.opened.model.config.architecture, params: parameterCount(m.opened.model.weights),
+    })).id;
+
+/** A new dataset version holding exactly the rows this job reads. */
+export const recordDataset = (store: Store, config: JobConfig, data: JobData): number =>
+  store.datasets.create({ name: config.dataset.path.split('/').pop()!, format: data.format, sourcePath: config.dataset.path, rows: data.records as never }).version.id;
+
+export const prepareJob = async (config: JobConfig, store: Store): Promise<PreparedJob> => {
+  const data = await loadJobData(config);
+  return { ...data, modelId: recordModel(store, { path: config.model, opened: data.opened }), datasetVersionId: recordDataset(store, config, data) };
 };

@@ -6,16 +6,15 @@ import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import { ortVersion } from '../engine/onnx/runtime.ts';
-import { openModel } from '../models/open-model.ts';
 import { ADAPTER_CONFIG } from '../peft/peft-io.ts';
 import { loraPlusParamGroups } from '../peft/lora-plus.ts';
 import { peftMethod } from '../peft/registry.ts';
 import { INTERRUPTED, type JsonObject, type Store } from '../store/index.ts';
 import { checkpointsRoot, listCheckpoints, newestCheckpoint } from '../train/checkpoint.ts';
-import { prepareDataset, splitTrainEval, type DatasetFormat } from '../train/dataset/index.ts';
 import { prepareMethod, type LoraOptimizerVariant, type MethodRun } from '../train/method-training.ts';
 import { buildTrainingGraph } from '../train/train-graph.ts';
 import { plannedSteps, Trainer, TrainingDivergedError, type TrainerEvent, type TrainerResult, type TrainingHyper } from '../train/trainer.ts';
+import { loadJobData, recordDataset, recordModel } from './prepare.ts';
 import { RunConfigError, type RunConfig } from './run-config.ts';
 import { checkDatasetUnchanged, findRunToResume, unfinishedRunFor } from './run-resume.ts';
 
@@ -41,9 +40,6 @@ export interface TrainRunOptions {
   readonly resume?: boolean;
   readonly runId?: number;
 }
-
-const parameterCount = (weights: ReadonlyMap<string, { readonly shape: readonly number[] }>): number =>
-  [...weights.values()].reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
 
 /**
  * LoRA's optimizer variants, given in the method block beside the adapter_config fields (PEFT has them as optimizer
@@ -76,36 +72,24 @@ export const trainRun = async (config: RunConfig, store: Store, o: TrainRunOptio
   const resumed = o.resume ? findRunToResume(store, config, o.runId) : undefined;
   const owner = o.resume ? undefined : unfinishedRunFor(store, config);
   if (owner) throw new RunConfigError(`${config.output} is the output of run ${owner.id} (${owner.status}); continue it with --resume, or choose another output folder`);
-  const opened = openModel(config.model);
-  const prepared = await prepareDataset(config.dataset.path, opened.tokenizer, {
-    ...(config.dataset.format ? { format: config.dataset.format as DatasetFormat } : {}),
-    tokenize: { maxLength: config.training.maxLength, trainOn: config.dataset.trainOn ?? 'assistant' },
-  });
-  if (resumed) checkDatasetUnchanged(store, resumed, prepared.loaded.records, config.dataset.path);
+  const data = await loadJobData(config);
+  const { opened } = data;
+  if (resumed) checkDatasetUnchanged(store, resumed, data.records, config.dataset.path);
   const seed = config.training.seed ?? 0;
-  const split = splitTrainEval(prepared.tokenized.examples, { evalFraction: config.dataset.evalFraction ?? 0.05, seed });
+  const split = { train: data.train, eval: data.eval };
   // AdaLoRA schedules its rank budget over the whole run: without total_step it gets the run's step count.
   const totalStepFilled = method.peftType === 'ADALORA' && adapterConfig.total_step === undefined;
   const rawMethod = totalStepFilled ? { ...adapterConfig, total_step: plannedSteps(split.train, config.training) } : adapterConfig;
   const { config: methodConfig, warnings } = method.parseConfig(rawMethod, 'method');
   const prep = prepareMethod({ peftType: method.peftType, config: methodConfig, graph: buildTrainingGraph(opened.model), seed, lr: config.training.lr, baseModel: config.model, modelType: opened.model.config.modelType, ...variant });
 
-  const model = resumed
-    ? store.models.get(resumed.modelId)
-    : (store.models.list().find((m) => m.path === config.model) ??
-      store.models.add({ name: config.model.split('/').pop()!, path: config.model, format: opened.format, architecture: opened.model.config.architecture, params: parameterCount(opened.model.weights) }));
+  const modelId = resumed ? resumed.modelId : recordModel(store, { path: config.model, opened });
   const run =
     resumed ??
-    store.runs.create({
-      name: config.name,
-      method: method.peftType,
-      modelId: model.id,
-      datasetVersionId: store.datasets.create({ name: config.dataset.path.split('/').pop()!, format: prepared.loaded.format ?? 'unknown', sourcePath: config.dataset.path, rows: prepared.loaded.records as never }).version.id,
-      config: config as never,
-    });
+    store.runs.create({ name: config.name, method: method.peftType, modelId, datasetVersionId: recordDataset(store, config, data), config: config as never });
   const threads = config.training.session?.threads ?? availableParallelism();
   const say = (message: string) => o.onEvent?.({ type: 'run', runId: run.id, message });
-  for (const w of [...warnings, ...prepared.warnings.map((p) => `${p.file}:${p.line}: ${p.message}`)]) say(`warning: ${w}`);
+  for (const w of [...warnings, ...data.warnings]) say(`warning: ${w}`);
   if (totalStepFilled) say(`AdaLoRA total_step = ${rawMethod.total_step as number} (the run's steps)`);
 
   const root = checkpointsRoot(config.output);
@@ -174,14 +158,14 @@ export const trainRun = async (config: RunConfig, store: Store, o: TrainRunOptio
     if (prep.saves === 'model') {
       const modelDir = join(config.output, 'model');
       methodRun!.saveAdapter(modelDir);
-      if (!store.models.findByPath(modelDir)) store.models.add({ name: `${config.name} (full fine-tune)`, path: modelDir, format: 'hf', architecture: opened.model.config.architecture, params: parameterCount(opened.model.weights) });
+      recordModel(store, { path: modelDir, opened, name: `${config.name} (full fine-tune)`, format: 'hf' });
       store.runs.complete(run.id);
       return { runId: run.id, result, modelDir, ...resumedFrom };
     }
     const adapterDir = join(config.output, 'adapter');
     methodRun!.saveAdapter(adapterDir);
     const saved = JSON.parse(readFileSync(join(adapterDir, ADAPTER_CONFIG), 'utf8')) as JsonObject;
-    store.adapters.add({ runId: run.id, name: config.name, path: adapterDir, peftType: String(saved.peft_type ?? method.peftType), config: saved, baseModel: config.model, baseModelId: model.id });
+    store.adapters.add({ runId: run.id, name: config.name, path: adapterDir, peftType: String(saved.peft_type ?? method.peftType), config: saved, baseModel: config.model, baseModelId: modelId });
     store.runs.complete(run.id);
     return { runId: run.id, result, adapterDir, ...resumedFrom };
   } catch (err) {
