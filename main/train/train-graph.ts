@@ -6,6 +6,7 @@ import { blockDiagonalCausalMask } from '../engine/nn/masks.ts';
 import type { LoadedModel } from '../models/hf-folder.ts';
 import { decoder, lmHead } from '../models/llama.ts';
 import { WeightBinder } from '../models/weights.ts';
+import { virtualTokenInput, type VirtualTokenSpec } from '../peft/virtual-tokens.ts';
 
 /** Graph inputs of a training step. */
 export const TRAIN = {
@@ -31,6 +32,8 @@ export interface TrainingGraphOptions {
   readonly batch?: Dim;
   /** Fused sweeps: K trials, each with its own loss (`trial_losses`, from `loss_trials`). */
   readonly trials?: number;
+  /** Prompt learning: the placeholder input the method's rewrite replaces (its virtualTokens(config)). */
+  readonly virtualTokens?: VirtualTokenSpec;
 }
 
 /** Σ −log p(target) over the gathered positions / loss_normalizer. */
@@ -46,7 +49,8 @@ export const buildTrainingGraph = (model: LoadedModel, o: TrainingGraphOptions =
   const normalizer = g.input(TRAIN.lossNormalizer, 'float32', []);
   const w = new WeightBinder(g, model.weights, model.source);
   const mask = blockDiagonalCausalMask(segmentIds); // (B, 1, T, T)
-  const { hidden } = decoder(g, config, w, { inputIds, positionIds, mask }); // (B, T, C)
+  const virtualTokens = o.virtualTokens && virtualTokenInput(g, config, o.virtualTokens);
+  const { hidden } = decoder(g, config, w, { inputIds, positionIds, mask, ...(virtualTokens ? { virtualTokens } : {}) }); // (B, T, C)
   const rows = reshape(hidden, [-1, config.hiddenSize]); // (B·T, C)
   const picked = gather(rows, positions, 0, 'loss_rows'); // (N, C)
   const logp = logSoftmax(lmHead(config, w, picked), -1); // (N, V)

@@ -21,6 +21,12 @@ export const repeatKv = (x: Tensor, groups: number): Tensor => {
 };
 
 /**
+ * The scope a decoder layer builds its attention core in (`model.layers.3.self_attn.sdpa.*`): rewrites that replace
+ * the attention (LongLoRA's S²-Attn) find it there.
+ */
+export const ATTENTION_SCOPE = 'self_attn.sdpa';
+
+/**
  * softmax(q·kᵀ·scale + mask)·v. q (B, H, T, D); k, v (B, Hkv, S, D); mask additive, broadcastable to
  * (B, H, T, S). With grouped-query attention the G = H/Hkv query heads of a key/value head are folded into its
  * rows — (B, Hkv, G·T, D) — so keys and values are never copied G times.
