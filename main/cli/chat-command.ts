@@ -1,8 +1,5 @@
-import { MultiAdapterGenerator } from '../generate/multi-adapter.ts';
-import { openModel } from '../models/open-model.ts';
-import { applyChatTemplate } from '../models/tokenizer/index.ts';
-import { parseLoraConfig } from '../peft/lora-config.ts';
-import { loadAdapterFiles } from '../peft/peft-io.ts';
+import { MAX_SIDE_BY_SIDE_ADAPTERS } from '../generate/side-by-side.ts';
+import { chatSideBySide, type ChatSampling } from '../service/chat.ts';
 
 export interface ChatArgs {
   readonly model?: string | undefined;
@@ -14,43 +11,42 @@ export interface ChatArgs {
   readonly json?: boolean | undefined;
 }
 
+/** A numeric option, or the error line naming it. */
+const numberOption = (flag: string, text: string | undefined, ok: (n: number) => boolean, rule: string): number | string | undefined => {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  return text.trim() !== '' && ok(n) ? n : `peft-studio chat: ${flag} must be ${rule}, got '${text}'`;
+};
+
 /**
- * One prompt, answered by the base model and each adapter side by side in one batched generation pass; tokens
- * stream as they come (prefixed by their column), then the answers are printed in full.
+ * One prompt, answered side by side by the base model and each adapter (any method; a fully fine-tuned model folder
+ * too): plain LoRA adapters in one batched pass with the base, the others each with their own graph, all streaming
+ * together. With --json every text piece is a line {column, text} as it comes, then each column's answer.
  */
 export const runChatCommand = async (a: ChatArgs, prompt: string): Promise<number> => {
-  if (!a.model) {
-    console.error('peft-studio chat: --model PATH is required (an HF folder or a .gguf file)');
-    return 2;
-  }
-  const opened = openModel(a.model, { keepQuantized: true });
-  const adapters = (a.adapter ?? []).map((dir) => {
-    const files = loadAdapterFiles(dir);
-    return { dir, files, config: parseLoraConfig(files.config, `${dir}/adapter_config.json`).config };
+  const fail = (message: string): number => (console.error(message), 2);
+  if (!a.model) return fail('peft-studio chat: --model PATH is required (an HF folder or a .gguf file)');
+  const adapters = a.adapter ?? [];
+  if (adapters.length > MAX_SIDE_BY_SIDE_ADAPTERS) return fail(`peft-studio chat: at most ${MAX_SIDE_BY_SIDE_ADAPTERS} adapters side by side`);
+  const maxNewTokens = numberOption('--max-tokens', a.maxTokens, (n) => Number.isInteger(n) && n >= 1, 'an integer ≥ 1');
+  const temperature = numberOption('--temperature', a.temperature, (n) => n >= 0, 'a number ≥ 0');
+  const seed = numberOption('--seed', a.seed, Number.isSafeInteger, 'an integer');
+  for (const v of [maxNewTokens, temperature, seed]) if (typeof v === 'string') return fail(v);
+  const sampling: ChatSampling = { maxNewTokens: (maxNewTokens as number | undefined) ?? 128, temperature: (temperature as number | undefined) ?? 0, seed: (seed as number | undefined) ?? 0 };
+
+  const r = await chatSideBySide({
+    model: a.model,
+    adapters,
+    prompt,
+    ...(a.system ? { system: a.system } : {}),
+    sampling,
+    ...(a.json ? { onToken: (t: { label: string; text: string }) => console.log(JSON.stringify({ column: t.label, text: t.text })) } : {}),
   });
-  if (adapters.length > 4) {
-    console.error('peft-studio chat: at most 4 adapters side by side');
-    return 2;
+  for (const w of r.warnings) console.error(`warning: ${w}`);
+  for (const c of r.columns) {
+    const answer = c.text.trim();
+    if (a.json) console.log(JSON.stringify({ column: c.label, peftType: c.peftType, pass: c.pass, finish: c.finish, tokens: c.tokens, answer }));
+    else console.log(`── ${c.label}${c.peftType ? ` (${c.peftType})` : ''} ${'─'.repeat(Math.max(0, 60 - c.label.length))}\n${answer}\n`);
   }
-  const generator = await MultiAdapterGenerator.create(opened.model, { slots: Math.max(1, adapters.length), targets: adapters.map((x) => x.config) });
-  adapters.forEach((x, i) => generator.loadAdapter(i, x.files, x.config, x.dir));
-  const messages = [...(a.system ? [{ role: 'system', content: a.system }] : []), { role: 'user', content: prompt }];
-  const ids = opened.tokenizer.encode(applyChatTemplate(opened.tokenizer, messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
-  const labels = ['base', ...adapters.map((x) => x.dir)];
-  const decoders = labels.map(() => opened.tokenizer.createStreamDecoder({ skipSpecialTokens: true }));
-  const rows = labels.map((_, i) => ({ promptIds: ids, slot: i === 0 ? null : i - 1, decode: (id: number) => decoders[i]!.push(id) }));
-  const texts = labels.map(() => '');
-  const temperature = a.temperature ? Number(a.temperature) : 0;
-  for await (const e of generator.generate(rows, { maxNewTokens: a.maxTokens ? Number(a.maxTokens) : 128, temperature, seed: a.seed ? Number(a.seed) : 0, eosTokenIds: opened.stopTokenIds })) {
-    if (e.kind !== 'token' || !e.text) continue;
-    texts[e.row] += e.text;
-    if (a.json) console.log(JSON.stringify({ column: labels[e.row], text: e.text }));
-  }
-  await generator.release();
-  labels.forEach((label, i) => {
-    texts[i] += decoders[i]!.flush();
-    if (a.json) console.log(JSON.stringify({ column: label, answer: texts[i]!.trim() }));
-    else console.log(`── ${label} ${'─'.repeat(Math.max(0, 60 - label.length))}\n${texts[i]!.trim()}\n`);
-  });
   return 0;
 };

@@ -8,6 +8,10 @@ export type ChatOptions = Omit<GenerateOptions, 'decode' | 'eosTokenIds'> & {
   readonly eosTokenIds?: readonly number[];
 };
 
+/** The token ids a chat model reads for `messages`: its chat template with the generation prompt, no extra specials. */
+export const chatPromptIds = (opened: OpenedModel, messages: readonly ChatMessage[]): number[] =>
+  opened.tokenizer.encode(applyChatTemplate(opened.tokenizer, messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+
 /**
  * Chat: renders the messages with the model's chat template and the generation prompt, generates, and streams
  * text deltas: UTF-8 and byte-level pieces are held back until whole, and text that may begin a stop string
@@ -19,8 +23,7 @@ export async function* chat(
   messages: readonly ChatMessage[],
   o: ChatOptions,
 ): AsyncGenerator<string, void> {
-  const prompt = applyChatTemplate(opened.tokenizer, messages, { addGenerationPrompt: true });
-  const ids = opened.tokenizer.encode(prompt, { addSpecialTokens: false });
+  const ids = chatPromptIds(opened, messages);
   const detok = opened.tokenizer.createStreamDecoder({ skipSpecialTokens: true });
   const stops = new StopStringMatcher(o.stopStrings ?? []);
   const { stopStrings: _, ...generation } = o;

@@ -1,8 +1,10 @@
 // Side-by-side chat: B rows answered in ONE batched pass per token by the base model and up to K adapters
-// (serving slots, main/peft/serving.ts), over the KV-cache generation graph. Prompts of different lengths are
-// left-padded: padding is masked out as keys, position ids count each row's real tokens only, and a row that finishes
-// (EOS, a stop string, its token budget) leaves the batch: its cache rows are dropped, and so are the cache columns
-// that have become padding for every row left.
+// (serving slots, main/peft/serving.ts), over the KV-cache generation graph; or, without slots (forGraph), by one
+// graph with an adapter of another method baked in. Prompts of different lengths are left-padded: padding is masked
+// out as keys, position ids count each row's real tokens only, and a row that finishes (EOS, a stop string, its token
+// budget) leaves the batch: its cache rows are dropped, and so are the cache columns that have become padding for
+// every row left.
+import type { Graph } from '../engine/ir/index.ts';
 import type { HostTensor, SessionOptions } from '../engine/onnx/runtime.ts';
 import { Session } from '../engine/onnx/runtime.ts';
 import type { LoadedModel } from '../models/hf-folder.ts';
@@ -91,7 +93,8 @@ export class MultiAdapterGenerator {
     /** The one ORT session: loading or swapping adapters never replaces it. */
     readonly session: Session,
     private readonly model: LoadedModel,
-    readonly slots: AdapterSlots,
+    /** null: a graph without serving slots (forGraph), every row answered by that graph. */
+    readonly slots: AdapterSlots | null,
   ) {}
 
   static async create(model: LoadedModel, o: MultiAdapterOptions): Promise<MultiAdapterGenerator> {
@@ -99,17 +102,30 @@ export class MultiAdapterGenerator {
     return new MultiAdapterGenerator(await Session.create(serving.graph, o.session ?? {}), model, new AdapterSlots(serving));
   }
 
-  get serving(): ServingGraph {
-    return this.slots.serving;
+  /**
+   * Rows answered by `graph` alone: the model's generation graph or one with an adapter baked in (method-adapter.ts),
+   * with the same batching, stopping and sampling as the slot graph. Its rows take no slot.
+   */
+  static async forGraph(model: LoadedModel, graph: Graph, session: SessionOptions = {}): Promise<MultiAdapterGenerator> {
+    return new MultiAdapterGenerator(await Session.create(graph, session), model, null);
+  }
+
+  get serving(): ServingGraph | null {
+    return this.slots?.serving ?? null;
+  }
+
+  private slotsOrThrow(): AdapterSlots {
+    if (!this.slots) throw new MultiAdapterError('this generator runs one graph without adapter slots (forGraph): it cannot load an adapter');
+    return this.slots;
   }
 
   /** Puts an adapter in `slot`; generations started afterwards use it. */
   loadAdapter(slot: number, adapter: LoadedAdapter, config?: LoraConfig, label?: string): void {
-    this.slots.load(slot, adapter, config, label);
+    this.slotsOrThrow().load(slot, adapter, config, label);
   }
 
   clearSlot(slot: number): void {
-    this.slots.clear(slot);
+    this.slotsOrThrow().clear(slot);
   }
 
   /** Streams every row's tokens as they come (rows interleaved, in row order within a step). */
@@ -120,10 +136,15 @@ export class MultiAdapterGenerator {
       if (r.promptIds.length === 0) throw new MultiAdapterError(`row ${i}: generation needs at least one prompt token`);
       if (o.stopStrings?.length && !r.decode) throw new MultiAdapterError(`row ${i}: stop strings need the row's decode`);
     });
-    slotIndexFeed(this.serving, rows.map((r) => r.slot ?? null)); // validates the slots before any work
+    const serving = this.serving;
+    if (serving) slotIndexFeed(serving, rows.map((r) => r.slot ?? null)); // validates the slots before any work
+    else {
+      const bad = rows.findIndex((r) => r.slot !== undefined && r.slot !== null);
+      if (bad >= 0) throw new MultiAdapterError(`row ${bad}: slot ${rows[bad]!.slot} asked of a generator without adapter slots`);
+    }
     if (rows.length === 0) return;
     const { numLayers, numKvHeads, headDim } = this.model.config;
-    const slotFeeds = this.slots.feeds(); // a snapshot: loads during this generation do not affect it
+    const slotFeeds = this.slots?.feeds() ?? {}; // a snapshot: loads during this generation do not affect it
     const L = Math.max(...rows.map((r) => r.promptIds.length));
     let active: RowState[] = rows.map((r, row) => ({
       row,
@@ -167,8 +188,8 @@ export class MultiAdapterGenerator {
         [GEN.inputIds]: i64([B, T], fresh.flat()),
         [GEN.positionIds]: i64([B, T], positions),
         [GEN.mask]: { dtype: 'float32', shape: [B, 1, T, S], data: mask },
-        [SERVE.slotIndex]: slotIndexFeed(this.serving, active.map((s) => s.slot)),
       };
+      if (serving) feeds[SERVE.slotIndex] = slotIndexFeed(serving, active.map((s) => s.slot));
       for (let l = 0; l < numLayers; l++) {
         feeds[GEN.pastKey(l)] = past[2 * l]!;
         feeds[GEN.pastValue(l)] = past[2 * l + 1]!;

@@ -1,18 +1,18 @@
-// Eval loss and perplexity of a base model and its LoRA adapters on a dataset. Each column (the base, each adapter)
-// runs the training loss graph (train/train-graph.ts) forward only, on the micro-batches the trainer's evaluate()
-// uses: the same tokenization, assistant-only label masks, packing and token-mean loss, so a number here is the
-// number a training run reports. An adapter enters through LoRA's own rewrite, its saved tensors fed as the rewrite's
-// inputs (dropout off), so every variant the rewrite knows (rsLoRA, DoRA, patterns, biases, modules_to_save, PiSSA /
-// OLoRA residuals) is evaluated as it was trained.
-import { basename, join, resolve } from 'node:path';
+// Eval loss and perplexity of a base model and its adapters (any method) on a dataset. Each column (the base, each
+// adapter) runs the training loss graph (train/train-graph.ts) forward only, on the micro-batches the trainer's
+// evaluate() uses: the same tokenization, assistant-only label masks, packing and token-mean loss, so a number here is
+// the number a training run reports. An adapter enters through its method's own rewrite (generate/method-adapter.ts's
+// table, the one chat uses), its saved tensors fed as the rewrite's inputs, in the inference form: dropout off and no
+// training-only loss terms (AdaLoRA's orthogonal regularization). So every LoRA variant the rewrite knows (rsLoRA,
+// DoRA, patterns, biases, modules_to_save, PiSSA / OLoRA residuals) and every other method is evaluated as it was
+// trained; a fully fine-tuned model folder is evaluated as a model of its own.
+import { basename, resolve } from 'node:path';
 import type { Graph } from '../engine/ir/index.ts';
 import { Session, type HostTensor, type SessionOptions } from '../engine/onnx/runtime.ts';
 import type { LoadedModel } from '../models/hf-folder.ts';
 import { openModel } from '../models/open-model.ts';
+import { loadAdapterGraph } from '../generate/method-adapter.ts';
 import { PeftError } from '../peft/errors.ts';
-import { applyLora } from '../peft/lora.ts';
-import { parseLoraConfig, pissaIterations } from '../peft/lora-config.ts';
-import { ADAPTER_CONFIG, assignAdapterWeights, loadAdapterFiles } from '../peft/peft-io.ts';
 import type { Store } from '../store/index.ts';
 import { packMicroBatch, withNormalizer, type Example } from '../train/batch.ts';
 import { DatasetError, formatProblem, prepareDataset, type DatasetFormat, type TrainOn } from '../train/dataset/index.ts';
@@ -22,7 +22,7 @@ import { TRAIN, buildTrainingGraph } from '../train/train-graph.ts';
 export interface EvaluateOptions {
   /** An HF model folder or a .gguf file. */
   readonly model: string;
-  /** PEFT LoRA adapter folders, one column each. */
+  /** Adapter folders of any method (or fully fine-tuned model folders), one column each. */
   readonly adapters?: readonly string[];
   /** Evaluate the base model too (default true). */
   readonly base?: boolean;
@@ -45,6 +45,8 @@ export interface EvalColumn {
   /** 'base' or the adapter folder. */
   readonly label: string;
   readonly adapter: string | null;
+  /** The adapter's peft_type (FULL for a model folder); null for the base. */
+  readonly peftType: string | null;
   /** Token-mean negative log-likelihood of the target tokens. */
   readonly loss: number;
   readonly perplexity: number;
@@ -79,29 +81,21 @@ export interface LossGraph {
   readonly feeds: Readonly<Record<string, HostTensor>>;
 }
 
+/** A loss graph of the adapter in `dir`, its peft_type and its config's warnings. */
+export interface AdapterLossGraph extends LossGraph {
+  readonly peftType: string;
+  readonly warnings: readonly string[];
+}
+
 /**
- * The training loss graph with a saved LoRA adapter applied by LoRA's rewrite, its tensors as feeds. An adapter
- * that does not fit the model (a module it lacks, a tensor of another shape) is a PeftError naming the folder and
- * the tensor.
+ * The training loss graph with the adapter in `dir` applied by its method's rewrite, its tensors as feeds (FULL: the
+ * folder's own model). An adapter that does not fit the model (a module it lacks, a tensor of another shape) or of an
+ * unknown peft_type is a PeftError naming the folder and the tensor.
  */
-export const adapterLossGraph = (model: LoadedModel, dir: string): LossGraph => {
-  const loaded = loadAdapterFiles(dir);
-  const peftType = loaded.config.peft_type;
-  if (peftType !== 'LORA') throw new PeftError(`${join(dir, ADAPTER_CONFIG)}: peft_type '${String(peftType)}' cannot be evaluated yet (LORA adapters can)`);
-  const { config } = parseLoraConfig(loaded.config, join(dir, ADAPTER_CONFIG));
-  if (pissaIterations(config.init_lora_weights) !== undefined) {
-    // The residual base came from a randomized SVD whose draws are not saved: it cannot be rebuilt exactly.
-    throw new PeftError(`${join(dir, ADAPTER_CONFIG)}: init_lora_weights='${String(config.init_lora_weights)}' adapters need the residual base they were trained on; convert the adapter to plain LoRA first`);
-  }
-  let adapted;
-  try {
-    adapted = applyLora(buildTrainingGraph(model), { ...config, lora_dropout: 0 });
-  } catch (err) {
-    if (err instanceof PeftError) throw new PeftError(`${dir}: ${err.message} (${model.source})`);
-    throw err;
-  }
-  const params = assignAdapterWeights(adapted.params, loaded);
-  return { graph: adapted.graph, feeds: Object.fromEntries(params.map((p) => [p.name, { dtype: 'float32', shape: p.shape, data: p.data }])) };
+export const adapterLossGraph = (model: LoadedModel, dir: string): AdapterLossGraph => {
+  const loaded = loadAdapterGraph(model, dir, (m, o) => buildTrainingGraph(m, o));
+  const feeds = Object.fromEntries(loaded.params.map((p): [string, HostTensor] => [p.name, { dtype: 'float32', shape: p.shape, data: p.data }]));
+  return { graph: loaded.graph, feeds, peftType: loaded.peftType, warnings: loaded.warnings };
 };
 
 /** Token-mean loss of `lossGraph` over `batches` (trainer.evaluate's sum / count), in one ORT session. */
@@ -171,9 +165,12 @@ export const evaluate = async (o: EvaluateOptions): Promise<EvalOutcome> => {
     throw new DatasetError(`${o.dataset}: no example has a token to predict (labels all masked), so there is no loss to measure`);
   }
   // Check every adapter before the first (slow) column runs: a bad one fails at once.
-  const lossGraphs: { label: string; adapter: string | null; lossGraph: LossGraph }[] = [
-    ...(o.base === false ? [] : [{ label: 'base', adapter: null, lossGraph: { graph: buildTrainingGraph(opened.model), feeds: {} } }]),
-    ...adapters.map((dir) => ({ label: dir, adapter: dir, lossGraph: adapterLossGraph(opened.model, dir) })),
+  const lossGraphs: { label: string; adapter: string | null; peftType: string | null; lossGraph: LossGraph; warnings: readonly string[] }[] = [
+    ...(o.base === false ? [] : [{ label: 'base', adapter: null, peftType: null, lossGraph: { graph: buildTrainingGraph(opened.model), feeds: {} }, warnings: [] }]),
+    ...adapters.map((dir) => {
+      const lossGraph = adapterLossGraph(opened.model, dir);
+      return { label: dir, adapter: dir, peftType: lossGraph.peftType, lossGraph, warnings: lossGraph.warnings };
+    }),
   ];
   say(`${examples.length} examples in ${batches.length} batches; ${lossGraphs.length} column(s)`);
 
@@ -184,11 +181,11 @@ export const evaluate = async (o: EvaluateOptions): Promise<EvalOutcome> => {
       ...(o.session ? { session: o.session } : {}),
       onBatch: (batch) => o.onEvent?.({ type: 'progress', column: c.label, batch, batches: batches.length }),
     });
-    const column: EvalColumn = { label: c.label, adapter: c.adapter, loss: r.loss, perplexity: Math.exp(r.loss), tokens: r.tokens };
+    const column: EvalColumn = { label: c.label, adapter: c.adapter, peftType: c.peftType, loss: r.loss, perplexity: Math.exp(r.loss), tokens: r.tokens };
     columns.push(column);
     o.onEvent?.({ type: 'column', column });
     const written = o.store ? recordEval(o.store, column, o.dataset) : undefined;
     if (written) recorded.push(written);
   }
-  return { model: o.model, dataset: o.dataset, examples: examples.length, columns, warnings: prepared.warnings.map(formatProblem), recorded };
+  return { model: o.model, dataset: o.dataset, examples: examples.length, columns, warnings: [...prepared.warnings.map(formatProblem), ...lossGraphs.flatMap((c) => c.warnings)], recorded };
 };
