@@ -81,7 +81,7 @@ export const trainRun = async (config: RunConfig, store: Store, o: TrainRunOptio
   const totalStepFilled = method.peftType === 'ADALORA' && adapterConfig.total_step === undefined;
   const rawMethod = totalStepFilled ? { ...adapterConfig, total_step: plannedSteps(split.train, config.training) } : adapterConfig;
   const { config: methodConfig, warnings } = method.parseConfig(rawMethod, 'method');
-  const prep = prepareMethod({ peftType: method.peftType, config: methodConfig, graph: buildTrainingGraph(opened.model), seed, lr: config.training.lr, baseModel: config.model, modelType: opened.model.config.modelType, ...variant });
+  const prep = prepareMethod({ peftType: method.peftType, config: methodConfig, model: opened.model, tokenizer: opened.tokenizer, seed, lr: config.training.lr, baseModel: config.model, ...variant });
 
   const modelId = resumed ? resumed.modelId : recordModel(store, { path: config.model, opened });
   const run =

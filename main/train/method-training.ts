@@ -30,7 +30,14 @@ import type { AdaptedGraph, TrainableTensor } from '../peft/method.ts';
 import { saveAdapter } from '../peft/peft-io.ts';
 import { applySelective, type SelectiveConfig } from '../peft/selective.ts';
 import { applyVera, saveVeraAdapter, type VeraConfig } from '../peft/vera.ts';
+import type { LoadedModel } from '../models/hf-folder.ts';
+import type { Tokenizer } from '../models/tokenizer/index.ts';
+import { pTuningMethod } from '../peft/p-tuning.ts';
+import { prefixTuningMethod } from '../peft/prefix-tuning.ts';
+import { promptTuningMethod, type PromptTuningOptions } from '../peft/prompt-tuning.ts';
+import type { PromptLearningMethod } from '../peft/virtual-tokens.ts';
 import { saveFullModel } from './full-model.ts';
+import { buildTrainingGraph } from './train-graph.ts';
 import type { MethodTraining } from './trainer.ts';
 
 /** A method's part of one training run, bound to the trainer's live tensors. */
@@ -62,15 +69,20 @@ export interface PrepareMethodOptions extends LoraOptimizerVariant {
   readonly peftType: string;
   /** The method's parsed config (its parseConfig's result). */
   readonly config: { readonly peft_type: string };
-  /** buildTrainingGraph's graph. */
-  readonly graph: Graph;
+  /** The base model: the method's training graph is built from it (prompt learning adds virtual tokens). */
+  readonly model: LoadedModel;
+  /** Its tokenizer (prompt tuning's TEXT init tokenizes the init text with it). */
+  readonly tokenizer?: Tokenizer;
   readonly seed: number;
   /** The run's base learning rate (LoRA+ scales its groups from it). */
   readonly lr: number;
   /** The base model's path: base_model_name_or_path in the saved adapter_config.json; FULL copies the rest from it. */
   readonly baseModel: string;
-  /** The base's config.json model_type (IA3 takes PEFT's default target modules by it). */
-  readonly modelType?: string;
+}
+
+/** What each method's entry gets: the options and, built on first use, the plain training graph. */
+interface MethodInputs extends PrepareMethodOptions {
+  readonly graph: Graph;
 }
 
 const STATE_JSON = 'method_state.json';
@@ -95,7 +107,7 @@ const readMethodState = <J>(dir: string, what: string): { json: J; tensors: Map<
 const prefixed = (prefix: string, tensors: Map<string, Float32Array>): Record<string, Float32Array> =>
   Object.fromEntries([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
 
-const lora = (o: PrepareMethodOptions): PreparedMethod => {
+const lora = (o: MethodInputs): PreparedMethod => {
   const config = o.config as LoraConfig;
   const adapted = applyLora(o.graph, config, { seed: o.seed });
   const fa = o.loraFa ? freezeLoraA(adapted) : undefined;
@@ -122,7 +134,7 @@ interface AdaLoraState {
   readonly rankPattern: RankPattern | null;
 }
 
-const adalora = (o: PrepareMethodOptions): PreparedMethod => {
+const adalora = (o: MethodInputs): PreparedMethod => {
   const config = o.config as AdaLoraConfig;
   const adapted = applyAdalora(o.graph, config, { seed: o.seed });
   return {
@@ -159,7 +171,7 @@ interface DeltaLoraState {
   readonly ratio: number;
 }
 
-const deltaLora = (o: PrepareMethodOptions): PreparedMethod => {
+const deltaLora = (o: MethodInputs): PreparedMethod => {
   const config = { ...(o.config as DeltaLoraConfig), base_model_name_or_path: o.baseModel };
   const adapted = applyDeltaLora(o.graph, config, { seed: o.seed });
   return {
@@ -188,7 +200,7 @@ const deltaLora = (o: PrepareMethodOptions): PreparedMethod => {
   };
 };
 
-const vera = (o: PrepareMethodOptions): PreparedMethod => {
+const vera = (o: MethodInputs): PreparedMethod => {
   const config = o.config as VeraConfig;
   const adapted = applyVera(o.graph, config, { seed: o.seed });
   return {
@@ -202,7 +214,7 @@ const vera = (o: PrepareMethodOptions): PreparedMethod => {
   };
 };
 
-const loraDrop = (o: PrepareMethodOptions): PreparedMethod => {
+const loraDrop = (o: MethodInputs): PreparedMethod => {
   const config = o.config as LoraDropConfig;
   const adapted = applyLoraDrop(o.graph, config, { seed: o.seed });
   return {
@@ -216,9 +228,10 @@ const loraDrop = (o: PrepareMethodOptions): PreparedMethod => {
   };
 };
 
-const ia3 = (o: PrepareMethodOptions): PreparedMethod => {
+const ia3 = (o: MethodInputs): PreparedMethod => {
   const config = o.config as Ia3Config;
-  const options = { seed: o.seed, ...(o.modelType !== undefined ? { modelType: o.modelType } : {}) };
+  // PEFT takes IA3's default target modules by the base's config.json model_type.
+  const options = { seed: o.seed, modelType: o.model.config.modelType };
   const adapted = applyIa3(o.graph, config, options);
   return {
     peftType: 'IA3',
@@ -230,7 +243,7 @@ const ia3 = (o: PrepareMethodOptions): PreparedMethod => {
 };
 
 /** BitFit and selective fine-tuning: the model's own tensors train; the adapter holds them under their HF names. */
-const ownTensors = (peftType: 'BITFIT' | 'SELECTIVE') => (o: PrepareMethodOptions): PreparedMethod => {
+const ownTensors = (peftType: 'BITFIT' | 'SELECTIVE') => (o: MethodInputs): PreparedMethod => {
   const config = o.config as TensorAdapterConfig;
   const adapted = peftType === 'BITFIT' ? applyBitfit(o.graph, config as BitfitConfig, { seed: o.seed }) : applySelective(o.graph, config as SelectiveConfig);
   return {
@@ -249,7 +262,7 @@ const plain =
     apply: (graph: Graph, config: C, seed: number) => AdaptedGraph,
     save: (dir: string, config: C, adapted: AdaptedGraph) => void,
   ) =>
-  (o: PrepareMethodOptions): PreparedMethod => {
+  (o: MethodInputs): PreparedMethod => {
     const config = { ...(o.config as C), base_model_name_or_path: o.baseModel };
     const adapted = apply(o.graph, config, o.seed);
     return {
@@ -261,7 +274,7 @@ const plain =
     };
   };
 
-const full = (o: PrepareMethodOptions): PreparedMethod => {
+const full = (o: MethodInputs): PreparedMethod => {
   const config = o.config as FullConfig;
   const adapted = applyFull(o.graph);
   return {
@@ -273,7 +286,26 @@ const full = (o: PrepareMethodOptions): PreparedMethod => {
   };
 };
 
-const PREPARE: Readonly<Record<string, (o: PrepareMethodOptions) => PreparedMethod>> = {
+/** Prompt tuning, P-tuning, prefix tuning: a training graph with virtual tokens; saved with the model's sizes, as PEFT saves. */
+const promptLearning =
+  <C extends { readonly peft_type: string }>(method: PromptLearningMethod<C, PromptTuningOptions>) =>
+  (o: MethodInputs): PreparedMethod => {
+    const config = { ...(o.config as C), base_model_name_or_path: o.baseModel };
+    const graph = buildTrainingGraph(o.model, { virtualTokens: method.virtualTokens(config) });
+    const init = config as { readonly prompt_tuning_init?: string; readonly prompt_tuning_init_text?: string | null };
+    const text = init.prompt_tuning_init === 'TEXT' ? (init.prompt_tuning_init_text ?? undefined) : undefined;
+    if (text !== undefined && !o.tokenizer) throw new PeftError(`${method.peftType}: prompt_tuning_init 'TEXT' needs the model's tokenizer`);
+    const adapted = method.apply(graph, config, { seed: o.seed, ...(text !== undefined ? { initTokenIds: o.tokenizer!.encode(text) } : {}) });
+    return {
+      peftType: method.peftType,
+      saves: 'adapter',
+      graph: adapted.graph,
+      params: adapted.params,
+      bind: (live) => ({ saveAdapter: (dir) => method.saveAdapter(dir, config, live, o.model.config) }),
+    };
+  };
+
+const PREPARE: Readonly<Record<string, (o: MethodInputs) => PreparedMethod>> = {
   LORA: lora,
   ADALORA: adalora,
   DELTA_LORA: deltaLora,
@@ -286,6 +318,9 @@ const PREPARE: Readonly<Record<string, (o: PrepareMethodOptions) => PreparedMeth
   BOTTLENECK: plain<BottleneckConfig>('BOTTLENECK', (g, c, seed) => applyBottleneck(g, c, { seed }), (dir, c, a) => saveBottleneckAdapter(dir, c, a.params)),
   // Stage 2: the fused adapters (config.adapter_paths) are frozen inside the graph; only the fusion layers train.
   ADAPTER_FUSION: plain<AdapterFusionConfig>('ADAPTER_FUSION', (g, c, seed) => applyAdapterFusion(g, c, { seed }), (dir, c, a) => saveAdapterFusion(dir, c, a)),
+  PROMPT_TUNING: promptLearning(promptTuningMethod),
+  P_TUNING: promptLearning(pTuningMethod as PromptLearningMethod<{ readonly peft_type: string }, PromptTuningOptions>),
+  PREFIX_TUNING: promptLearning(prefixTuningMethod as PromptLearningMethod<{ readonly peft_type: string }, PromptTuningOptions>),
 };
 
 /** The peft_types prepareMethod trains (every method in main/peft/registry.ts). */
@@ -296,5 +331,11 @@ export const prepareMethod = (o: PrepareMethodOptions): PreparedMethod => {
   const prepare = PREPARE[o.peftType];
   if (!prepare) throw new PeftError(`peft_type '${o.peftType}' cannot be trained yet; these can: ${TRAINABLE_METHODS.join(', ')}`);
   if ((o.loraPlus || o.loraFa) && o.peftType !== 'LORA') throw new PeftError(`LoRA+ and LoRA-FA are LoRA optimizers; peft_type ${o.peftType} cannot use them`);
-  return prepare(o);
+  let graph: Graph | undefined;
+  return prepare({
+    ...o,
+    get graph() {
+      return (graph ??= buildTrainingGraph(o.model));
+    },
+  });
 };

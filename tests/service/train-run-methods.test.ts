@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../main/models/open-model.ts';
 import { applyAdalora, assignAdaloraWeights, parseAdaloraConfig } from '../../main/peft/adalora.ts';
+import { readPromptLearningAdapter } from '../../main/generate/prompt-adapter.ts';
 import { loadAdapterFusion } from '../../main/peft/adapter-fusion.ts';
+import { applyPromptEmbeddings } from '../../main/peft/virtual-tokens.ts';
 import { loadTensorAdapter } from '../../main/peft/base-tensor-io.ts';
 import { applyBottleneck, loadBottleneckAdapter, saveBottleneckAdapter } from '../../main/peft/bottleneck.ts';
 import { parseBottleneckConfig } from '../../main/peft/bottleneck-config.ts';
@@ -184,6 +186,24 @@ const CASES: Record<string, Case> = {
       expect(file.get(key.replace('.adapter.', '.adapters.left.'))!.data).toEqual(stage1.get(key)!.data);
     },
   },
+  ...Object.fromEntries(
+    [
+      ['Prompt tuning (text init)', { peft_type: 'PROMPT_TUNING', num_virtual_tokens: 4, prompt_tuning_init: 'TEXT', prompt_tuning_init_text: 'Answer about capitals:', tokenizer_name_or_path: 'tiny' }],
+      ['P-tuning (MLP)', { peft_type: 'P_TUNING', num_virtual_tokens: 4, encoder_hidden_size: 16 }],
+      ['Prefix tuning', { peft_type: 'PREFIX_TUNING', num_virtual_tokens: 4, prefix_projection: true, encoder_hidden_size: 16 }],
+    ].map(([name, method]) => [
+      name as string,
+      {
+        method: method as Record<string, unknown>,
+        // Saved as PEFT saves (the virtual tokens' embeddings or key/values), loaded onto a graph with virtual tokens.
+        load: (dir: string) => {
+          const loaded = readPromptLearningAdapter(dir);
+          return applyPromptEmbeddings(buildTrainingGraph(openModel(model!).model, { virtualTokens: loaded.spec }), loaded);
+        },
+        check: (_dir: string, saved: Record<string, unknown>) => expect(saved).toMatchObject({ num_virtual_tokens: 4, num_layers: 2 }),
+      } satisfies Case,
+    ]),
+  ),
   'Full fine-tuning': {
     method: { peft_type: 'FULL' },
     // The saved folder is a model: open it, and its own tensors are the trained ones.
