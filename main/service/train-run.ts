@@ -12,7 +12,6 @@ import { peftMethod } from '../peft/registry.ts';
 import { INTERRUPTED, type JsonObject, type Store } from '../store/index.ts';
 import { checkpointsRoot, listCheckpoints, newestCheckpoint } from '../train/checkpoint.ts';
 import { prepareMethod, type LoraOptimizerVariant, type MethodRun } from '../train/method-training.ts';
-import { buildTrainingGraph } from '../train/train-graph.ts';
 import { plannedSteps, Trainer, TrainingDivergedError, type TrainerEvent, type TrainerResult, type TrainingHyper } from '../train/trainer.ts';
 import { loadJobData, recordDataset, recordModel } from './prepare.ts';
 import { RunConfigError, type RunConfig } from './run-config.ts';
