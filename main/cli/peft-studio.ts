@@ -56,6 +56,13 @@ commands:
       gguf-lora: the adapter as a llama.cpp GGUF LoRA (f32 or f16).
   dataset inspect FILE [--format F] [--model M] [--json]
       Format, rows, token statistics (with --model) and every problem as FILE:LINE: message; exit 2 if unusable.
+  estimate --config FILE [--json]
+      Peak memory (RSS, with its breakdown) and step time of the run config before training, on this machine.
+
+  serve [--host 127.0.0.1] [--port N] [--token T] [--db PATH] [--json]
+      The service's API over WebSocket at ws://HOST:PORT/api (one JSON request per message; see
+      main/service/api-contract.ts) and a status page at /. A host other than loopback needs --token (or
+      $PEFT_STUDIO_TOKEN); every client then connects with ?token=T. Default port 0: a free one, printed.
 
 exit codes: 0 ok, 1 failure, 2 unusable input, 130 interrupted`;
 
@@ -131,6 +138,20 @@ const main = async (argv: string[]): Promise<number> => {
         },
       });
       return runExportCommand({ ...values, ggufType: values['gguf-type'] });
+    }
+    case 'estimate': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string' }, json: { type: 'boolean' } } });
+      const { runEstimateCommand } = await import('./estimate-command.ts');
+      return runEstimateCommand(values);
+    }
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, options: { host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' }, db: { type: 'string' }, json: { type: 'boolean' } } });
+      const { runServeCommand, ServeError } = await import('./serve-command.ts');
+      return runServeCommand(values).catch((err: unknown) => {
+        if (!(err instanceof ServeError)) throw err;
+        console.error(`peft-studio serve: ${err.message}`);
+        return EXIT.badInput;
+      });
     }
     case 'dataset': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { format: { type: 'string' }, model: { type: 'string' }, json: { type: 'boolean' } } });
