@@ -9,7 +9,6 @@ import { peftMethod } from '../peft/registry.ts';
 import { estimateTraining, type MachineThroughput, type TrainingEstimate } from '../train/estimate.ts';
 import { prepareMethod } from '../train/method-training.ts';
 import { probeThroughput } from '../train/throughput-probe.ts';
-import { buildTrainingGraph } from '../train/train-graph.ts';
 import { RunConfigError, type RunConfig } from './run-config.ts';
 
 export interface RunEstimate extends TrainingEstimate {
