@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { applyBottleneck, saveBottleneckAdapter } from '../../main/peft/bottleneck.ts';
 import { parseBottleneckConfig } from '../../main/peft/bottleneck-config.ts';
 import { peftMethods } from '../../main/peft/registry.ts';
-import { prepareMethod } from '../../main/train/method-training.ts';
+import { TRAINABLE_METHODS, prepareMethod } from '../../main/train/method-training.ts';
 import { packMicroBatch, withNormalizer } from '../../main/train/batch.ts';
 import { buildTrainingGraph } from '../../main/train/train-graph.ts';
 import { oracleRequired, tinyModelDir } from '../helpers/oracle-cache.ts';
@@ -17,6 +17,8 @@ import { oracleRequired, tinyModelDir } from '../helpers/oracle-cache.ts';
 interface Case {
   readonly model: string;
   readonly config: Record<string, unknown>;
+  /** Rows of exactly this many tokens, unpacked (LongLoRA's S²-Attn splits a fixed length into groups). */
+  readonly fixedRows?: number;
 }
 
 const HOULSBY = { peft_type: 'BOTTLENECK', architecture: 'houlsby', reduction_factor: 8 };
@@ -48,6 +50,7 @@ const CASES: Readonly<Record<string, Case>> = {
   SELECTIVE: { model: 'llama3', config: { parameters: ['norm', 'layers\\.1\\.'] } },
   FULL: { model: 'llama3', config: {} },
   BOTTLENECK: { model: 'llama3', config: { architecture: 'houlsby', reduction_factor: 8, init_weights: 'bert' } },
+  LONGLORA: { model: 'llama3', config: { r: 4, lora_alpha: 8, model_max_length: 16, init_lora_weights: false, rope_scaling: { type: 'linear', factor: 2 } }, fixedRows: 16 },
   PROMPT_TUNING: { model: 'llama3', config: { num_virtual_tokens: 4 } },
   P_TUNING: { model: 'llama3', config: { num_virtual_tokens: 4, encoder_reparameterization_type: 'LSTM', encoder_hidden_size: 16 } },
   PREFIX_TUNING: { model: 'llama3', config: { num_virtual_tokens: 4, prefix_projection: true, encoder_hidden_size: 16 } },
@@ -59,10 +62,10 @@ const CASES: Readonly<Record<string, Case>> = {
   },
 };
 
-const batch = () => {
+const batch = (fixedRows?: number) => {
   const row = (seed: number, n: number) => Array.from({ length: n }, (_, i) => ((i + 1) * 7919 * seed) % 200 + 3);
   const ex = (seed: number, n: number) => ({ inputIds: row(seed, n), labels: row(seed, n) });
-  const m = packMicroBatch([[ex(1, 12), ex(2, 9)], [ex(3, 17)]]);
+  const m = packMicroBatch(fixedRows ? [[ex(1, fixedRows)], [ex(2, fixedRows)]] : [[ex(1, 12), ex(2, 9)], [ex(3, 17)]]);
   return withNormalizer(m, m.targets);
 };
 
@@ -70,11 +73,15 @@ const gradientsOf = async (c: Case, peftType: string, recompute: boolean) => {
   const method = peftMethods().find((m) => m.peftType === peftType)!;
   const dir = tinyModelDir(c.model)!;
   const { config } = method.parseConfig({ peft_type: peftType, ...c.config }, 'test');
-  // The method as a run trains it: its graph, tensors and run-time inputs (Delta-LoRA's update ratio, …).
-  const prepared = prepareMethod({ peftType, config, model: openHfFolder(dir), seed: 3, lr: 1e-3, baseModel: dir });
+  // The method as a run trains it: its graph, tensors and run-time inputs (Delta-LoRA's update ratio, …); a method
+  // runs cannot train yet (LongLoRA, which needs fixed-length rows) through its own rewrite.
+  const model = openHfFolder(dir);
+  const prepared = TRAINABLE_METHODS.includes(peftType)
+    ? prepareMethod({ peftType, config, model, seed: 3, lr: 1e-3, baseModel: dir })
+    : { ...method.apply(buildTrainingGraph(model), config as never, { seed: 3 }), bind: () => ({ feeds: undefined }) };
   const run = prepared.bind(prepared.params);
   const step = await TrainStep.create({ graph: prepared.graph, params: prepared.params, optimizer: { kind: 'sgd' }, lr: 0, recompute, seed: 3, session: { threads: 1 } });
-  const out = await step.computeGradients({ ...batch(), ...run.feeds?.() });
+  const out = await step.computeGradients({ ...batch(c.fixedRows), ...run.feeds?.() });
   await step.release();
   return out;
 };
