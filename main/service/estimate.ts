@@ -63,7 +63,7 @@ export const estimateRun = async (config: RunConfig, o: EstimateRunOptions = {})
     gradientAccumulation: h.gradientAccumulation,
     recompute: h.recompute ?? false,
     precision: h.mixedPrecision ? 'mixed' : 'float32',
-    lowMemory: h.session?.lowMemory ?? false,
+    lowMemory: h.session?.lowMemory ?? true,
     ...(h.optimizer ? { optimizer: h.optimizer } : {}),
     threads,
     ...(throughput ? { throughput } : {}),

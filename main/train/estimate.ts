@@ -61,7 +61,7 @@ export interface TrainingEstimateInput {
   readonly gradientAccumulation?: number;
   readonly recompute?: boolean;
   readonly precision?: 'float32' | 'mixed';
-  /** SessionOptions.lowMemory: no memory pattern, no weight prepacking. */
+  /** SessionOptions.lowMemory: no memory pattern, no weight prepacking (TrainStep's default: true). */
   readonly lowMemory?: boolean;
   readonly optimizer?: OptimizerConfig;
   /** The run's intra-op threads: the throughput must have been measured with as many. */
@@ -186,7 +186,7 @@ export const estimateTraining = (input: TrainingEstimateInput): TrainingEstimate
     if (!(Number.isInteger(v) && v > 0)) throw new EstimateError(`${field} must be a positive integer, got ${v}`);
   }
   const N = B * Math.min(input.targetsPerRow ?? T - 1, T);
-  const lowMemory = input.lowMemory ?? false;
+  const lowMemory = input.lowMemory ?? true; // TrainStep's default
   const C = ESTIMATE_CONSTANTS;
   const { graph, forwardNodes } = gradientGraph(input);
   const cost: GraphCost = graphCost(graph, { dims: { batch: B, seq: T, targets: N }, forwardNodes, vocabSize: input.model.config.vocabSize });
