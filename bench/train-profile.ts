@@ -24,10 +24,10 @@ interface Variant {
   readonly recompute: boolean;
 }
 const VARIANTS: readonly Variant[] = [
-  { label: 'product default', lowMemory: false, recompute: false },
-  { label: 'lowMemory', lowMemory: true, recompute: false },
-  { label: 'recompute', lowMemory: false, recompute: true },
+  { label: 'lowMemory (TrainStep default)', lowMemory: true, recompute: false },
+  { label: 'memory pattern + prepacking', lowMemory: false, recompute: false },
   { label: 'lowMemory + recompute', lowMemory: true, recompute: true },
+  { label: 'mem. pattern + recompute', lowMemory: false, recompute: true },
 ];
 
 interface Profile {
@@ -110,19 +110,19 @@ const parent = (kind: DatasetKind): void => {
     writeJob(ensureF32Folder(), { kind, threads, warmupSteps: 1, timedSteps: 1, workDir: root });
     const mb = (b: number) => (b / 2 ** 20).toFixed(0);
     console.log(`train-profile (${kind}): one micro-batch of 4 rows, ${threads} threads, median of ${repeat} after 1 untimed run`);
-    console.log('variant                    tokens  create s  fwd s  fwd+bwd s  bwd share  optim s  other batches ms/tok  same batch ms/tok  RSS ready  peak RSS\n(fwd: a forward-only session of the same graph; create s, RSS: the training session)');
+    console.log('variant                        tokens  create s  fwd s  fwd+bwd s  bwd share  optim s  other batches ms/tok  same batch ms/tok  RSS ready  peak RSS\n(fwd: a forward-only session of the same graph; create s, RSS: the training session)');
     for (const [i, v] of VARIANTS.entries()) {
       const run = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', root, String(i)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       const line = run.stdout.trim().split('\n').pop() ?? '';
       if (run.status !== 0 || !line.startsWith('{')) {
-        console.log(`${v.label.padEnd(25)}  failed (exit ${run.status})`);
+        console.log(`${v.label.padEnd(29)}  failed (exit ${run.status})`);
         continue;
       }
       const p = JSON.parse(line) as Profile;
       const share = (p.forwardBackwardSeconds - p.forwardSeconds) / p.forwardBackwardSeconds;
       console.log(
         [
-          p.label.padEnd(25),
+          p.label.padEnd(29),
           String(p.tokens).padStart(6),
           p.createSeconds.toFixed(1).padStart(8),
           p.forwardSeconds.toFixed(2).padStart(5),

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { comparisonTable, detailLines, TITLES, type DatasetOutcome, type SideResult } from './train-report.ts';
 import { cacheRoot, ensureF32Folder, writeJob, type BenchJob, type DatasetKind } from './train-setup.ts';
+import { fusedSweepSection } from './sweep-section.ts';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
@@ -55,8 +56,8 @@ const runOurs = (workDir: string) => runChild<SideResult>(process.execPath, [...
 const runPytorch = (python: string, workDir: string) => runChild<SideResult>(python, [join(BENCH_DIR, 'train_ref.py'), workDir]);
 
 // ─── Later sections: the fused-sweep comparison ───────────────────────────────────────────────────────────────────
-// The lead adds the fused-sweep comparison here (K=4 LoRA trials in one fused graph vs the same 4 trained one after
-// another), as a BenchSection pushed onto LATER_SECTIONS. It gets the float32 folder, the thread count, both jobs
+// Sections after the PyTorch comparison (bench/sweep-section.ts: K=4 LoRA trials in one fused graph vs the same 4
+// trained one after another, and with successive halving). Each gets the float32 folder, the thread count, both jobs
 // (examples, our epoch order, hyperparameters) and runChild for fresh child processes, and returns its own lines.
 
 export interface BenchContext {
@@ -73,7 +74,7 @@ export interface BenchSection {
 }
 
 /** Sections printed after the PyTorch comparison, in order. */
-export const LATER_SECTIONS: BenchSection[] = [];
+export const LATER_SECTIONS: BenchSection[] = [fusedSweepSection];
 
 // ─── The PyTorch comparison ───────────────────────────────────────────────────────────────────────────────────────
 
