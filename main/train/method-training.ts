@@ -200,77 +200,24 @@ const deltaLora = (o: MethodInputs): PreparedMethod => {
   };
 };
 
-const vera = (o: MethodInputs): PreparedMethod => {
-  const config = o.config as VeraConfig;
-  const adapted = applyVera(o.graph, config, { seed: o.seed });
-  return {
-    peftType: 'VERA',
-    saves: 'adapter',
-    graph: adapted.graph,
-    params: adapted.params,
-    bind: (live) => ({
-      saveAdapter: (dir) => saveVeraAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, { params: live, frozen: adapted.frozen ?? [] }),
-    }),
-  };
-};
-
-const loraDrop = (o: MethodInputs): PreparedMethod => {
-  const config = o.config as LoraDropConfig;
-  const adapted = applyLoraDrop(o.graph, config, { seed: o.seed });
-  return {
-    peftType: 'LORA_DROP',
-    saves: 'adapter',
-    graph: adapted.graph,
-    params: adapted.params,
-    bind: (live) => ({
-      saveAdapter: (dir) => saveLoraDropAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live),
-    }),
-  };
-};
-
-const ia3 = (o: MethodInputs): PreparedMethod => {
-  const config = o.config as Ia3Config;
-  // PEFT takes IA3's default target modules by the base's config.json model_type.
-  const options = { seed: o.seed, modelType: o.model.config.modelType };
-  const adapted = applyIa3(o.graph, config, options);
-  return {
-    peftType: 'IA3',
-    saves: 'adapter',
-    graph: adapted.graph,
-    params: adapted.params,
-    bind: (live) => ({ saveAdapter: (dir) => saveIa3Adapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live, options) }),
-  };
-};
-
-/** BitFit and selective fine-tuning: the model's own tensors train; the adapter holds them under their HF names. */
-const ownTensors = (peftType: 'BITFIT' | 'SELECTIVE') => (o: MethodInputs): PreparedMethod => {
-  const config = o.config as TensorAdapterConfig;
-  const adapted = peftType === 'BITFIT' ? applyBitfit(o.graph, config as BitfitConfig, { seed: o.seed }) : applySelective(o.graph, config as SelectiveConfig);
-  return {
-    peftType,
-    saves: 'adapter',
-    graph: adapted.graph,
-    params: adapted.params,
-    bind: (live) => ({ saveAdapter: (dir) => saveTensorAdapter(dir, { ...config, base_model_name_or_path: o.baseModel }, live) }),
-  };
-};
+const ia3Options = (o: MethodInputs) => ({ seed: o.seed, modelType: o.model.config.modelType });
 
 /** A method with no optimizer or loop changes: its rewrite, and a save function over the trained tensors. */
 const plain =
   <C extends { readonly peft_type: string }>(
     peftType: string,
-    apply: (graph: Graph, config: C, seed: number) => AdaptedGraph,
-    save: (dir: string, config: C, adapted: AdaptedGraph) => void,
+    apply: (graph: Graph, config: C, o: MethodInputs) => AdaptedGraph,
+    save: (dir: string, config: C, adapted: AdaptedGraph, o: MethodInputs) => void,
   ) =>
   (o: MethodInputs): PreparedMethod => {
     const config = { ...(o.config as C), base_model_name_or_path: o.baseModel };
-    const adapted = apply(o.graph, config, o.seed);
+    const adapted = apply(o.graph, config, o);
     return {
       peftType,
       saves: 'adapter',
       graph: adapted.graph,
       params: adapted.params,
-      bind: (live) => ({ saveAdapter: (dir) => save(dir, config, { ...adapted, params: live }) }),
+      bind: (live) => ({ saveAdapter: (dir) => save(dir, config, { ...adapted, params: live }, o) }),
     };
   };
 
@@ -309,15 +256,17 @@ const PREPARE: Readonly<Record<string, (o: MethodInputs) => PreparedMethod>> = {
   LORA: lora,
   ADALORA: adalora,
   DELTA_LORA: deltaLora,
-  VERA: vera,
-  LORA_DROP: loraDrop,
-  IA3: ia3,
-  BITFIT: ownTensors('BITFIT'),
-  SELECTIVE: ownTensors('SELECTIVE'),
+  VERA: plain<VeraConfig>('VERA', (g, c, o) => applyVera(g, c, { seed: o.seed }), (dir, c, a) => saveVeraAdapter(dir, c, { params: a.params, frozen: a.frozen ?? [] })),
+  LORA_DROP: plain<LoraDropConfig>('LORA_DROP', (g, c, o) => applyLoraDrop(g, c, { seed: o.seed }), (dir, c, a) => saveLoraDropAdapter(dir, c, a.params)),
+  // PEFT takes IA3's default target modules by the base's config.json model_type.
+  IA3: plain<Ia3Config>('IA3', (g, c, o) => applyIa3(g, c, ia3Options(o)), (dir, c, a, o) => saveIa3Adapter(dir, c, a.params, ia3Options(o))),
+  // BitFit and selective fine-tuning: the model's own tensors train; the adapter holds them under their HF names.
+  BITFIT: plain<BitfitConfig>('BITFIT', (g, c, o) => applyBitfit(g, c, { seed: o.seed }), (dir, c, a) => saveTensorAdapter(dir, c as TensorAdapterConfig, a.params)),
+  SELECTIVE: plain<SelectiveConfig>('SELECTIVE', (g, c) => applySelective(g, c), (dir, c, a) => saveTensorAdapter(dir, c as TensorAdapterConfig, a.params)),
   FULL: full,
-  BOTTLENECK: plain<BottleneckConfig>('BOTTLENECK', (g, c, seed) => applyBottleneck(g, c, { seed }), (dir, c, a) => saveBottleneckAdapter(dir, c, a.params)),
+  BOTTLENECK: plain<BottleneckConfig>('BOTTLENECK', (g, c, o) => applyBottleneck(g, c, { seed: o.seed }), (dir, c, a) => saveBottleneckAdapter(dir, c, a.params)),
   // Stage 2: the fused adapters (config.adapter_paths) are frozen inside the graph; only the fusion layers train.
-  ADAPTER_FUSION: plain<AdapterFusionConfig>('ADAPTER_FUSION', (g, c, seed) => applyAdapterFusion(g, c, { seed }), (dir, c, a) => saveAdapterFusion(dir, c, a)),
+  ADAPTER_FUSION: plain<AdapterFusionConfig>('ADAPTER_FUSION', (g, c, o) => applyAdapterFusion(g, c, { seed: o.seed }), (dir, c, a) => saveAdapterFusion(dir, c, a)),
   PROMPT_TUNING: promptLearning(promptTuningMethod),
   P_TUNING: promptLearning(pTuningMethod as PromptLearningMethod<{ readonly peft_type: string }, PromptTuningOptions>),
   PREFIX_TUNING: promptLearning(prefixTuningMethod as PromptLearningMethod<{ readonly peft_type: string }, PromptTuningOptions>),
