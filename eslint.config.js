@@ -92,7 +92,9 @@ const LAYERS = [
   },
   {
     layer: 'renderer',
-    forbids: ['main'],
+    forbids: ['main/engine', 'main/store', 'main/models', 'main/peft', 'main/generate', 'main/train', 'main/worker',
+      'main/app', 'main/cli', 'main/server', 'preload'],
+    typesOnly: ['main/service'],
     noNodeBuiltins: true,
     because: 'the renderer is a sandboxed web page: it reaches the app only through window.api (types via the shared contract)',
   },

@@ -12,10 +12,14 @@ import type { RunEstimate } from './estimate.ts';
 import type { EvalEvent, EvalOutcome } from './evaluate.ts';
 import type { SweepEvent, SweepOutcome } from './sweep.ts';
 import type { RunEvent } from './train-run.ts';
+import { CHAT_REQUESTS, type ChatEvents, type ChatResults } from './chat-contract.ts';
+import { DATASET_REQUESTS, type DatasetEvents, type DatasetResults } from './dataset-contract.ts';
+import { LIBRARY_REQUESTS, type LibraryEvents, type LibraryResults } from './library-contract.ts';
+import { RUN_REQUESTS, type RunEvents, type RunResults } from './run-contract.ts';
+import { SWEEP_REQUESTS, type SweepEvents, type SweepResults } from './sweep-contract.ts';
 
-const path = v.pipe(v.string(), v.minLength(1, 'must be a non-empty path'));
-const id = v.pipe(v.number(), v.integer('must be an integer'), v.minValue(1, 'must be a positive id'));
-const positiveInt = v.pipe(v.number(), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'));
+// The schemas every area's contract file shares live in contract-schemas.ts.
+import { id, path, positiveInt } from './contract-schemas.ts';
 const adapterPaths = v.pipe(v.array(path), v.maxLength(4, 'at most 4 adapters'));
 
 /**
@@ -44,8 +48,8 @@ const sweepConfig = v.looseObject({
 
 const chatMessage = v.object({ role: v.picklist(['system', 'user', 'assistant']), content: v.string() });
 
-/** Each request's payload. Every long request can be cancelled by its request id (`jobs.cancel`). */
-export const API_REQUESTS = {
+/** The requests this file defines; each area (datasets, library, runs, sweeps, chat) adds its own in its contract file. */
+const CORE_REQUESTS = {
   'models.describe': v.object({ path, keepQuantized: v.optional(v.boolean()) }),
   'models.list': v.object({}),
   'datasets.inspect': v.object({ path, format: v.optional(v.string()), model: v.optional(path) }),
@@ -115,6 +119,18 @@ export const API_REQUESTS = {
   'jobs.cancel': v.object({ requestId: v.pipe(v.string(), v.minLength(1)) }),
   /** A training run: finish the current step, write a checkpoint, stop as 'paused' (continue with train.start resume). */
   'jobs.pause': v.object({ requestId: v.pipe(v.string(), v.minLength(1)) }),
+  /** What the front end shows in its header and settings: version, data folder, execution provider. */
+  'app.info': v.object({}),
+} as const;
+
+/** Each request's payload. Every long request can be cancelled by its request id (`jobs.cancel`). */
+export const API_REQUESTS = {
+  ...CORE_REQUESTS,
+  ...DATASET_REQUESTS,
+  ...LIBRARY_REQUESTS,
+  ...RUN_REQUESTS,
+  ...SWEEP_REQUESTS,
+  ...CHAT_REQUESTS,
 } as const;
 
 export type ApiMethod = keyof typeof API_REQUESTS;
@@ -123,6 +139,17 @@ export const CANCELLABLE: readonly ApiMethod[] = ['train.start', 'sweeps.start',
 export const PAUSABLE: readonly ApiMethod[] = ['train.start'];
 export const API_METHODS = Object.keys(API_REQUESTS) as ApiMethod[];
 export type ApiParams<M extends ApiMethod> = v.InferOutput<(typeof API_REQUESTS)[M]>;
+/** What a client sends (optional fields may be left out). */
+export type ApiInput<M extends ApiMethod> = v.InferInput<(typeof API_REQUESTS)[M]>;
+
+export interface AppInfo {
+  readonly version: string;
+  /** Where runs, datasets and adapters are kept (the store's folder). */
+  readonly dataDir: string;
+  /** 'electron' for the desktop app, 'serve' for `peft-studio serve`. */
+  readonly host: 'electron' | 'serve';
+  readonly platform: string;
+}
 
 /** What `models.describe` tells about a model before anything is trained on it. */
 export interface ModelDescription {
@@ -160,7 +187,7 @@ export interface TrainResult {
   readonly resumedFrom?: number;
 }
 
-export interface ApiResults {
+export interface ApiResults extends DatasetResults, LibraryResults, RunResults, SweepResults, ChatResults {
   'models.describe': ModelDescription;
   'models.list': Model[];
   'datasets.inspect': DatasetInspection;
@@ -181,10 +208,11 @@ export interface ApiResults {
   /** Whether a running request of that id was found (and told to stop). */
   'jobs.cancel': { readonly found: boolean };
   'jobs.pause': { readonly found: boolean };
+  'app.info': AppInfo;
 }
 
 /** The events each request streams before its result (never for the others). */
-export interface ApiEvents {
+export interface ApiEvents extends DatasetEvents, LibraryEvents, RunEvents, SweepEvents, ChatEvents {
   'train.start': RunEvent;
   'sweeps.start': SweepEvent;
   'adapters.merge': AdapterEvent;

@@ -2,7 +2,8 @@
 // or the store. The dispatcher (api-server.ts) has validated the payload already; a handler reports progress
 // through `emit` and hands the dispatcher what stops its work (`control`), so cancellation stays transport-free.
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import packageJson from '../../package.json' with { type: 'json' };
 import type { CombinationType } from '../peft/weighted.ts';
 import { openModel } from '../models/open-model.ts';
 import { chatTemplatesOf } from '../models/tokenizer/index.ts';
@@ -17,6 +18,11 @@ import { evaluate } from './evaluate.ts';
 import { parseRunConfig } from './run-config.ts';
 import { parseSweepConfig, runSweep } from './sweep.ts';
 import { trainRun } from './train-run.ts';
+import { CHAT_HANDLERS } from './chat-handlers.ts';
+import { DATASET_HANDLERS } from './dataset-handlers.ts';
+import { LIBRARY_HANDLERS } from './library-handlers.ts';
+import { RUN_HANDLERS } from './run-handlers.ts';
+import { SWEEP_HANDLERS } from './sweep-handlers.ts';
 
 /** What stops a long request: cancel (any long request), pause (a training run). */
 export interface JobControl {
@@ -26,6 +32,8 @@ export interface JobControl {
 
 export interface HandlerContext<M extends ApiMethod> {
   readonly store: Store;
+  /** Which front end the connection serves. */
+  readonly host: 'electron' | 'serve';
   readonly params: ApiParams<M>;
   readonly emit: (event: ApiEvent<M>) => void;
   /** Called once the work can be stopped; a cancel or pause that came earlier is applied at once. */
@@ -36,7 +44,11 @@ export interface HandlerContext<M extends ApiMethod> {
   readonly jobs: { cancel(requestId: string): boolean; pause(requestId: string): boolean };
 }
 
-type Handlers = { [M in ApiMethod]: (ctx: HandlerContext<M>) => Promise<ApiResults[M]> | ApiResults[M] };
+export type Handler<M extends ApiMethod> = (ctx: HandlerContext<M>) => Promise<ApiResults[M]> | ApiResults[M];
+/** One area's handlers (datasets, library, ...): exactly the requests its contract file defines. */
+export type AreaHandlers<K extends ApiMethod> = { [M in K]: Handler<M> };
+type Handlers = AreaHandlers<ApiMethod>;
+
 
 const bytesOnDisk = (path: string): number => {
   const stat = statSync(path);
@@ -69,6 +81,12 @@ export const describeModel = (path: string, keepQuantized = false): ModelDescrip
 const CONFIG_SOURCE = (method: ApiMethod) => `${method} params.config`;
 
 export const HANDLERS: Handlers = {
+  ...DATASET_HANDLERS,
+  ...LIBRARY_HANDLERS,
+  ...RUN_HANDLERS,
+  ...SWEEP_HANDLERS,
+  ...CHAT_HANDLERS,
+
   'models.describe': ({ params }) => describeModel(params.path, params.keepQuantized),
   'models.list': ({ store }) => store.models.list(),
 
@@ -135,4 +153,11 @@ export const HANDLERS: Handlers = {
 
   'jobs.cancel': ({ params, jobs }) => ({ found: jobs.cancel(params.requestId) }),
   'jobs.pause': ({ params, jobs }) => ({ found: jobs.pause(params.requestId) }),
+
+  'app.info': ({ store, host }) => ({
+    version: packageJson.version,
+    dataDir: store.db.name === ':memory:' ? ':memory:' : dirname(resolve(store.db.name)),
+    host,
+    platform: `${process.platform}-${process.arch}`,
+  }),
 };

@@ -53,6 +53,8 @@ export interface ApiConnection {
 
 export interface ApiServerOptions {
   readonly store: Store;
+  /** Which front end this server's connections serve (default 'serve'). */
+  readonly host?: 'electron' | 'serve';
 }
 
 export class ApiServer {
@@ -106,6 +108,7 @@ export class ApiServer {
       jobs.set(id, job);
       const ctx: HandlerContext<ApiMethod> = {
         store: this.o.store,
+        host: this.o.host ?? 'serve',
         params: params.output as never,
         emit: (event) => reply({ id, type: 'event', event }),
         control: (c) => {
