@@ -93,8 +93,9 @@ const LAYERS = [
   {
     layer: 'renderer',
     forbids: ['main/engine', 'main/store', 'main/models', 'main/peft', 'main/generate', 'main/train', 'main/worker',
-      'main/app', 'main/cli', 'main/server', 'preload'],
+      'main/app', 'main/cli', 'main/server'],
     typesOnly: ['main/service'],
+    forbidsRoot: 'main',
     noNodeBuiltins: true,
     because: 'the renderer is a sandboxed web page: it reaches the app only through window.api (types via the shared contract)',
   },
@@ -159,6 +160,10 @@ const patternsFor = (/** @type {typeof LAYERS[number] | undefined} */ row, /** @
     allowTypeImports: true,
     message: `${row?.layer} may import only types from ${target} (\`import type\`): ${row?.because} (DESIGN.md, "Layout").`,
   })),
+  // `../main` itself (its index), which no folder pattern above names.
+  ...(row?.forbidsRoot
+    ? [{ regex: `^(?:\\.\\./)+${escape(row.forbidsRoot)}/?$`, caseSensitive: true, message: `${row.layer} may not import ${row.forbidsRoot}: ${row.because} (DESIGN.md, "Layout").` }]
+    : []),
   ...(row?.noNodeBuiltins ? [nodeBuiltinsPattern(row.layer, row.because)] : []),
 ];
 

@@ -76,7 +76,7 @@ describe('electron is imported only by main/app and preload', () => {
   });
 });
 
-describe('the renderer never imports main/ nor Node builtins', () => {
+describe('the renderer imports nothing from main/ but the contract types, and no Node builtins', () => {
   it.each([
     ["import { GraphBuilder } from '../main/engine/ir/index.ts';", 'renderer/x.ts'],
     ["import type { Graph } from '../../main/engine/ir/graph.ts';", 'renderer/lib/x.ts'],
@@ -88,7 +88,7 @@ describe('the renderer never imports main/ nor Node builtins', () => {
   ])('%s in %s → error', async (code, file) => {
     const errors = await layeringErrors(code, file);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/^error: .*renderer may not import (main|Node builtins)/);
+    expect(errors[0]).toMatch(/^error: .*renderer may (not import (main|Node builtins)|import only types from main\/service)/);
   });
 
   it.each([
@@ -96,6 +96,7 @@ describe('the renderer never imports main/ nor Node builtins', () => {
     ["import { api } from './lib/api.ts';", 'renderer/main.ts'],
     ["import { Chart } from '../../lib/chart.ts';", 'renderer/views/runs/x.ts'],
     ["import type { Api } from '../preload/api.ts';", 'renderer/lib/api.ts'],
+    ["import type { ApiResults } from '../../main/service/api-contract.ts';", 'renderer/lib/api.ts'],
   ])('%s in %s → fine', async (code, file) => {
     expect(await layeringErrors(code, file)).toEqual([]);
   });
