@@ -1,14 +1,16 @@
-// `peft-studio serve`: the API dispatcher over WebSocket (path /api, one JSON message per frame), plus a status
-// page at /. It listens on loopback unless a token is set, since whoever reaches the socket can read and write
+// `peft-studio serve`: the API dispatcher over WebSocket (path /api, one JSON message per frame), plus the built
+// renderer (dist/renderer) at /, so a browser gets the same app the desktop shell shows. It listens on loopback unless a token is set, since whoever reaches the socket can read and write
 // files as this user: with a token, every connection must present it (`?token=T` or `Authorization: Bearer T`).
 // Without one, upgrades that carry a foreign Origin or Host are refused, so a web page open in the user's
 // browser cannot drive the engine (cross-site WebSocket hijacking, DNS rebinding).
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { isIP, type AddressInfo, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiServer } from '../service/api-server.ts';
 import type { Store } from '../store/index.ts';
+import { serveStatic } from './static-files.ts';
 
 export const API_PATH = '/api';
 
@@ -23,6 +25,8 @@ export interface ServeOptions {
   /** Default 0: a free port (see the returned port). */
   readonly port?: number;
   readonly token?: string;
+  /** The built renderer to serve at / (default dist/renderer of this checkout or package). */
+  readonly rendererDir?: string;
 }
 
 export interface RunningServer {
@@ -49,13 +53,16 @@ const presentedToken = (req: IncomingMessage, url: URL): string | undefined => {
   return bearer ?? url.searchParams.get('token') ?? undefined;
 };
 
-const statusPage = (apiUrl: string, tokenRequired: boolean): string => `<!doctype html>
+export const DEFAULT_RENDERER_DIR = fileURLToPath(new URL('../../dist/renderer', import.meta.url));
+
+/** What / shows when the renderer has not been built (a source checkout before `npm run build:renderer`). */
+const statusPage = (apiUrl: string, tokenRequired: boolean, rendererDir: string): string => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>PEFT Studio</title></head>
 <body>
 <h1>PEFT Studio is serving its API</h1>
-<p>The app's web interface is not built yet, so there is nothing to show here. Clients connect to the WebSocket API
-at <code>${apiUrl}</code>${tokenRequired ? ' with <code>?token=…</code>' : ''}: one JSON request per message,
-<code>{"id", "method", "params"}</code> (main/service/api-contract.ts).</p>
+<p>The web interface is not built: there is no <code>${rendererDir}/index.html</code>. Run <code>npm run build:renderer</code>
+and reload. Clients can use the WebSocket API at <code>${apiUrl}</code>${tokenRequired ? ' with <code>?token=…</code>' : ''}:
+one JSON request per message, <code>{"id", "method", "params"}</code> (main/service/api-contract.ts).</p>
 </body></html>
 `;
 
@@ -89,10 +96,12 @@ export const serveApi = async (o: ServeOptions): Promise<RunningServer> => {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
   let hostPort = '';
   let apiUrl = '';
+  const rendererDir = o.rendererDir ?? DEFAULT_RENDERER_DIR;
   const http: Server = createServer((req, res) => {
+    if (serveStatic(req, res, rendererDir)) return;
     if (req.method === 'GET' && (req.url === '/' || req.url?.startsWith('/?'))) {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': "default-src 'none'" });
-      res.end(statusPage(apiUrl, o.token !== undefined));
+      res.end(statusPage(apiUrl, o.token !== undefined, rendererDir));
       return;
     }
     res.writeHead(404, { 'Content-Type': 'text/plain' });
