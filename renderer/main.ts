@@ -2,14 +2,15 @@
 // a WebSocket bridge to the page's own server), then mount the app.
 import { mount } from 'svelte';
 import App from './App.svelte';
-import { setApi } from './lib/api.ts';
 import { apiUrlForPage, connectWebSocketApi } from './lib/ws-bridge.ts';
 import './styles.css';
 
 const start = async () => {
   if (!window.api && location.protocol.startsWith('http')) {
     try {
-      setApi(await connectWebSocketApi({ url: apiUrlForPage(location) }));
+      const bridge = await connectWebSocketApi({ url: apiUrlForPage(location) });
+      // The same shape the desktop preload exposes, and nothing more.
+      window.api = Object.freeze({ host: bridge.host, request: bridge.request, pathForFile: bridge.pathForFile, pickPath: bridge.pickPath });
     } catch (err) {
       console.error(err);
     }
