@@ -59,10 +59,11 @@ commands:
   estimate --config FILE [--json]
       Peak memory (RSS, with its breakdown) and step time of the run config before training, on this machine.
 
-  serve [--host 127.0.0.1] [--port N] [--token T] [--db PATH] [--json]
-      The service's API over WebSocket at ws://HOST:PORT/api (one JSON request per message; see
-      main/service/api-contract.ts) and a status page at /. A host other than loopback needs --token (or
-      $PEFT_STUDIO_TOKEN); every client then connects with ?token=T. Default port 0: a free one, printed.
+  serve [--host 127.0.0.1] [--port N] [--token T] [--db PATH] [--renderer DIR] [--json]
+      The workbench in a browser: the built renderer at http://HOST:PORT/ (npm run build:renderer; --renderer
+      serves another build) and the service's API over WebSocket at ws://HOST:PORT/api (one JSON request per
+      message; see main/service/api-contract.ts). A host other than loopback needs --token (or
+      $PEFT_STUDIO_TOKEN); open http://HOST:PORT/?token=T then. Default port 0: a free one, printed.
 
 exit codes: 0 ok, 1 failure, 2 unusable input, 130 interrupted`;
 
@@ -145,7 +146,7 @@ const main = async (argv: string[]): Promise<number> => {
       return runEstimateCommand(values);
     }
     case 'serve': {
-      const { values } = parseArgs({ args: rest, options: { host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' }, db: { type: 'string' }, json: { type: 'boolean' } } });
+      const { values } = parseArgs({ args: rest, options: { host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' }, db: { type: 'string' }, renderer: { type: 'string' }, json: { type: 'boolean' } } });
       const { runServeCommand, ServeError } = await import('./serve-command.ts');
       return runServeCommand(values).catch((err: unknown) => {
         if (!(err instanceof ServeError)) throw err;

@@ -8,6 +8,8 @@ export interface ServeArgs {
   readonly port?: string | undefined;
   readonly token?: string | undefined;
   readonly db?: string | undefined;
+  /** The built renderer to serve (default dist/renderer). */
+  readonly renderer?: string | undefined;
   readonly json?: boolean | undefined;
 }
 
@@ -21,7 +23,7 @@ export const runServeCommand = async (a: ServeArgs): Promise<number> => {
   const token = a.token ?? process.env.PEFT_STUDIO_TOKEN;
   const store = openHistory(a.db);
   try {
-    const server = await serveApi({ store, ...(a.host !== undefined ? { host: a.host } : {}), port, ...(token !== undefined ? { token } : {}) });
+    const server = await serveApi({ store, ...(a.host !== undefined ? { host: a.host } : {}), port, ...(token !== undefined ? { token } : {}), ...(a.renderer !== undefined ? { rendererDir: a.renderer } : {}) });
     if (a.json) console.log(JSON.stringify({ type: 'listening', url: server.url, api: server.apiUrl, port: server.port, token: token !== undefined }));
     else console.log(`peft-studio serve: listening on ${server.url} (API ${server.apiUrl}${token !== undefined ? ', token required' : ''}); Ctrl-C stops`);
     const signal = await new Promise<NodeJS.Signals>((resolve) => {

@@ -14,8 +14,10 @@ export const SCREENSHOT_DIR = process.env.PEFT_STUDIO_SCREENSHOTS ?? join(ROOT, 
 export const chromiumPath = (): string | undefined =>
   [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && existsSync(p));
 
-export const buildRenderer = (): void => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
+/** Builds the renderer as shipped, into its own folder (the packaging test rebuilds dist/ at the same time). */
+export const buildRenderer = (outDir: string): string => {
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn', '--outDir', outDir, '--emptyOutDir'], { cwd: ROOT, stdio: 'inherit' });
+  return outDir;
 };
 
 export interface Served {
@@ -26,8 +28,8 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-export const startServe = async (o: { db: string }): Promise<Served> => {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'peft-studio.mjs'), 'serve', '--json', '--port', '0', '--db', o.db], {
+export const startServe = async (o: { db: string; renderer: string }): Promise<Served> => {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'peft-studio.mjs'), 'serve', '--json', '--port', '0', '--db', o.db, '--renderer', o.renderer], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -31,9 +31,8 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
 
   beforeAll(async () => {
     expect(missing, `missing: ${missing.join(', ')}`).toEqual([]);
-    buildRenderer();
     dir = mkdtempSync(join(tmpdir(), 'peft-e2e-'));
-    served = await startServe({ db: join(dir, 'history.db') });
+    served = await startServe({ db: join(dir, 'history.db'), renderer: buildRenderer(join(dir, 'renderer')) });
     browser = await launchChromium(chromium!);
     page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
     page.on('pageerror', (e) => pageErrors.push(e.message));
