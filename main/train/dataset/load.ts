@@ -7,6 +7,7 @@ import { detectFormat, formatOfValue, type FormatDetection } from './detect-form
 import { normalizeValue } from './normalize.ts';
 import { ProblemLog, sortProblems, type DatasetProblem } from './problems.ts';
 import { readDatasetFile, type FileKind, type ReadFileOptions } from './read-file.ts';
+import type { SourceRow } from './read-json.ts';
 import { FORMAT_SIGNATURES, recordKey, type ChatRole, type DatasetFormat, type DatasetRecord } from './records.ts';
 
 export interface LoadDatasetOptions extends ReadFileOptions {
@@ -87,6 +88,19 @@ const computeStats = (records: readonly DatasetRecord[], rows: number, invalid: 
 export const loadDataset = async (file: string, options: LoadDatasetOptions = {}): Promise<LoadedDataset> => {
   const log = new ProblemLog(options.displayName ?? file);
   const { kind, rows, bytes } = await readDatasetFile(file, log, options);
+  return loadRows(rows, log, { ...options, fileKind: kind, bytes });
+};
+
+/**
+ * What loadDataset does once the file is read: detect, normalise and de-duplicate rows already in memory (a stored
+ * dataset version: the editor checks it with exactly the rules training applies). `log` holds the reading problems.
+ */
+export const loadRows = (
+  rows: readonly SourceRow[],
+  log: ProblemLog,
+  options: Pick<LoadDatasetOptions, 'format' | 'keepDuplicates'> & { readonly fileKind?: FileKind | undefined; readonly bytes?: number } = {},
+): LoadedDataset => {
+  const { fileKind: kind, bytes = 0 } = options;
   const chosen = options.format === 'auto' ? undefined : options.format;
   const detection = detectFormat(
     rows.map((r) => r.value),
@@ -139,7 +153,7 @@ export const loadDataset = async (file: string, options: LoadDatasetOptions = {}
   }
   if (records.length === 0 && log.errorCount === 0) log.error(1, 'the file has no records');
   return {
-    file: options.displayName ?? file,
+    file: log.file,
     fileKind: kind,
     format,
     detection,
