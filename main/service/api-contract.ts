@@ -14,7 +14,7 @@ import type { SweepEvent, SweepOutcome } from './sweep.ts';
 import type { RunEvent } from './train-run.ts';
 import { CHAT_REQUESTS, type ChatEvents, type ChatResults } from './chat-contract.ts';
 import { DATASET_CANCELLABLE, DATASET_REQUESTS, type DatasetEvents, type DatasetResults } from './dataset-contract.ts';
-import { LIBRARY_REQUESTS, type LibraryEvents, type LibraryResults } from './library-contract.ts';
+import { LIBRARY_CANCELLABLE, LIBRARY_REQUESTS, type LibraryEvents, type LibraryResults } from './library-contract.ts';
 import { RUN_REQUESTS, type RunEvents, type RunResults } from './run-contract.ts';
 import { SWEEP_REQUESTS, type SweepEvents, type SweepResults } from './sweep-contract.ts';
 
@@ -135,7 +135,7 @@ export const API_REQUESTS = {
 
 export type ApiMethod = keyof typeof API_REQUESTS;
 /** The requests whose work `jobs.cancel` stops early; `jobs.pause` applies to training only. */
-export const CANCELLABLE: readonly ApiMethod[] = ['train.start', 'sweeps.start', 'chat.sideBySide', ...DATASET_CANCELLABLE];
+export const CANCELLABLE: readonly ApiMethod[] = ['train.start', 'sweeps.start', 'chat.sideBySide', ...DATASET_CANCELLABLE, ...LIBRARY_CANCELLABLE];
 export const PAUSABLE: readonly ApiMethod[] = ['train.start'];
 export const API_METHODS = Object.keys(API_REQUESTS) as ApiMethod[];
 export type ApiParams<M extends ApiMethod> = v.InferOutput<(typeof API_REQUESTS)[M]>;

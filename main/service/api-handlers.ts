@@ -53,7 +53,11 @@ type Handlers = AreaHandlers<ApiMethod>;
 const bytesOnDisk = (path: string): number => {
   const stat = statSync(path);
   if (!stat.isDirectory()) return stat.size;
-  return readdirSync(path, { withFileTypes: true }).reduce((n, e) => n + (e.isFile() ? statSync(join(path, e.name)).size : 0), 0);
+  // statSync follows links: an HF-cache snapshot's files are symlinks into its blobs.
+  return readdirSync(path).reduce((n, name) => {
+    const file = statSync(join(path, name));
+    return n + (file.isFile() ? file.size : 0);
+  }, 0);
 };
 
 export const describeModel = (path: string, keepQuantized = false): ModelDescription => {

@@ -5,6 +5,7 @@
 import * as v from 'valibot';
 import { ExportError } from '../models/export/errors.ts';
 import { ModelLoadError } from '../models/errors.ts';
+import { HubError } from '../models/hub/errors.ts';
 import { TokenizerError } from '../models/tokenizer/index.ts';
 import { PeftError } from '../peft/errors.ts';
 import { StoreError, type Store } from '../store/index.ts';
@@ -16,7 +17,7 @@ import { RunConfigError } from './run-config.ts';
 
 /** Errors about what the user gave (a model, dataset, adapter, config, run id): the CLI's exit 2. */
 const BAD_INPUT: readonly (abstract new (...args: never[]) => Error)[] = [
-  ModelLoadError, PeftError, TokenizerError, RunConfigError, DatasetError, ExportError, CompareRunsError,
+  ModelLoadError, HubError, PeftError, TokenizerError, RunConfigError, DatasetError, ExportError, CompareRunsError,
 ];
 const BAD_INPUT_STORE_CODES = new Set(['not-found', 'invalid-input', 'conflict', 'in-use', 'invalid-transition']);
 
