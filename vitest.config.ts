@@ -16,7 +16,7 @@ export default defineConfig({
       {
         // The renderer's state classes and views (Svelte 5 in jsdom).
         plugins: [svelte(), svelteTesting()],
-        test: { ...shared, name: 'renderer', include: ['tests/renderer/**/*.test.ts'], environment: 'jsdom' },
+        test: { ...shared, name: 'renderer', include: ['tests/renderer/**/*.test.ts'], environment: 'jsdom', setupFiles: ['tests/renderer/helpers/node-realm.ts'] },
       },
       {
         // The built renderer in Debian Chromium (playwright-core) against `peft-studio serve` on a tiny model.

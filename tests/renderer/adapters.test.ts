@@ -1,7 +1,6 @@
 // The Adapters view and its state against the real service: trained and imported adapters listed with method, base,
 // run and rank; import (and a mismatched adapter's error naming the tensor, in place); a weighted merge of the
 // selection; export as a PEFT copy and a GGUF, with errors shown in the export panel; open the selection in Chat.
-import './train-node-realm.ts';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';

@@ -1,7 +1,6 @@
 // DatasetsState against the real service: files imported as the browser sends them (text, Parquet as base64, and
 // by path when the desktop gives one), edits as versions with undo/redo, search, problems on their rows, the
 // chat-template preview's trained tokens, the token histogram and the split, export.
-import './train-node-realm.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

@@ -2,7 +2,6 @@
 // file, edit a cell (Enter commits, Shift+Enter is a newline, Escape cancels), undo/redo by button and keyboard,
 // search, problems on their rows, versions, and with a model open the preview's highlighted tokens, the histogram
 // and the split counts.
-import './train-node-realm.ts';
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { api, setApi } from '../../renderer/lib/api.ts';

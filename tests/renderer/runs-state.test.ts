@@ -1,7 +1,6 @@
 // RunsState against the real service: the history with steps and losses, a run's four curves and checkpoints, live
 // curves from the Train task's events, polling for a run no event reports, compare (curves and config diff), open
 // in chat, and resuming a paused run.
-import './train-node-realm.ts';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { api } from '../../renderer/lib/api.ts';
 import { RUN_METRICS, RunsState } from '../../renderer/lib/state/runs.svelte.ts';

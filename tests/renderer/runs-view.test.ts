@@ -1,7 +1,6 @@
 // The Runs view against the real service, by the data-testids the end-to-end test uses: the history rows, a run's
 // four charts and checkpoints, compare of two runs (curves overlaid, configs diffed), open in chat, and a run the
 // Train task is running shown live.
-import './train-node-realm.ts';
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TrainingState } from '../../renderer/lib/state/training.svelte.ts';

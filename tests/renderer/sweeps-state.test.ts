@@ -2,7 +2,6 @@
 // model streams its trials into the rows and fills the heatmap with their objectives, the best is the lowest,
 // the best trial goes to Chat and Runs, and a past sweep reopens with the same heatmap.
 // Node's typed arrays back in place of jsdom's, before anything trains (see that file).
-import './train-node-realm.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

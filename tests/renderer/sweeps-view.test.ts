@@ -3,7 +3,6 @@
 // opened in Chat, a past sweep reopened, and a long sweep that keeps streaming while the view is closed and is
 // cancelled from it.
 // Node's typed arrays back in place of jsdom's, before anything trains (see that file).
-import './train-node-realm.ts';
 import { fireEvent, render, screen, waitFor } from '@testing-library/svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { setApi } from '../../renderer/lib/api.ts';

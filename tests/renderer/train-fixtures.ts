@@ -1,6 +1,5 @@
 // Shared by the Train and Runs tests: the real service with a tiny Llama opened as the workspace model, and a small
 // prompt/completion dataset on disk.
-import './train-node-realm.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { api, setApi } from '../../renderer/lib/api.ts';

@@ -1,7 +1,6 @@
 // TrainingState against the real service training a tiny Llama: the form reads as a run config, the live curves
 // grow with the steps, pause → paused → resume continues from the checkpoint, cancel stops, and a bad field's error
 // is keyed to that field.
-import './train-node-realm.ts';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';

@@ -1,7 +1,6 @@
 // The Train view against the real service training a tiny Llama, driven through its inputs and buttons by the
 // data-testids the end-to-end test uses: the loss chart's points grow as steps stream in, pause → resume, cancel,
 // a bad field's error shows beside that field, the estimate shows before starting, and leaving the view keeps the run.
-import './train-node-realm.ts';
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TrainingState } from '../../renderer/lib/state/training.svelte.ts';

@@ -1,5 +1,5 @@
-// Import FIRST in a renderer test that trains. Vitest's jsdom environment replaces the global typed-array
-// constructors with jsdom's (another realm), while arrays that V8 or a native addon makes (onnxruntime's outputs, a
+// The renderer project's setup file (vitest.config.ts), so every renderer test can run the real engine. Vitest's
+// jsdom environment replaces the global typed-array constructors with jsdom's (another realm), while arrays that V8 or a native addon makes (onnxruntime's outputs, a
 // Buffer's bytes) come from Node's own intrinsics; onnxruntime then refuses its own outputs fed back as inputs ("A
 // float32 tensor's data must be type of Float32Array"). Putting Node's constructors back makes both one realm again.
 import v8 from 'node:v8';
