@@ -10,20 +10,9 @@ export type ConfigFieldKind = 'number' | 'integer' | 'boolean' | 'choice' | 'str
 /** A field's value as JSON: null = left out (the parser's own default applies, or, where `required`, not given yet). */
 export type ConfigValue = number | boolean | string | readonly string[] | readonly number[] | null;
 
-export interface ConfigField {
-  readonly name: string;
-  readonly kind: ConfigFieldKind;
-  readonly label: string;
+/** A form field: its spec (name, kind, label, explanation, bounds) with the default its parser yields. */
+export interface ConfigField extends Omit<FieldSpec, 'start'> {
   readonly default: ConfigValue;
-  /** One line: what the field does. */
-  readonly explain: string;
-  readonly min?: number;
-  readonly max?: number;
-  readonly choices?: readonly (string | number | boolean)[];
-  /** A list's entries: strings (names, patterns) or integers (layer indices). */
-  readonly items?: 'string' | 'integer';
-  /** A single entry may stand alone as a string: a keyword ('all-linear') or one full-match regex, as PEFT reads target_modules. */
-  readonly pattern?: boolean;
   /** The parser has no default: the field is always sent, starting from `default` (null: the user must fill it). */
   readonly required?: boolean;
 }
