@@ -50,6 +50,8 @@ export interface MultiAdapterOptions {
   /** Modules targeted by any of these configs get slot branches: pass the configs of the adapters to serve. */
   readonly targets: readonly TargetConfig[];
   readonly session?: SessionOptions;
+  /** How empty slots are fed: rank-0 matrices (default) or rank-1 zeros (see emptySlotFeeds). */
+  readonly emptySlotRank?: 0 | 1;
 }
 
 export class MultiAdapterError extends Error {
@@ -99,7 +101,7 @@ export class MultiAdapterGenerator {
 
   static async create(model: LoadedModel, o: MultiAdapterOptions): Promise<MultiAdapterGenerator> {
     const serving = applyServingSlots(buildGenerationGraph(model), { slots: o.slots, targets: o.targets });
-    return new MultiAdapterGenerator(await Session.create(serving.graph, o.session ?? {}), model, new AdapterSlots(serving));
+    return new MultiAdapterGenerator(await Session.create(serving.graph, o.session ?? {}), model, new AdapterSlots(serving, o.emptySlotRank ?? 0));
   }
 
   /**

@@ -12,7 +12,7 @@ import type { RunEstimate } from './estimate.ts';
 import type { EvalEvent, EvalOutcome } from './evaluate.ts';
 import type { SweepEvent, SweepOutcome } from './sweep.ts';
 import type { RunEvent } from './train-run.ts';
-import { CHAT_REQUESTS, type ChatEvents, type ChatResults } from './chat-contract.ts';
+import { CHAT_CANCELLABLE, CHAT_REQUESTS, chatMessage, chatSampling, type ChatEvents, type ChatResults } from './chat-contract.ts';
 import { DATASET_CANCELLABLE, DATASET_REQUESTS, type DatasetEvents, type DatasetResults } from './dataset-contract.ts';
 import { LIBRARY_CANCELLABLE, LIBRARY_REQUESTS, type LibraryEvents, type LibraryResults } from './library-contract.ts';
 import { RUN_REQUESTS, type RunEvents, type RunResults } from './run-contract.ts';
@@ -45,8 +45,6 @@ const sweepConfig = v.looseObject({
   ...runConfig.entries,
   sweep: v.looseObject({ mode: v.picklist(['fused', 'sequential']), space: v.record(v.string(), v.unknown()) }),
 });
-
-const chatMessage = v.object({ role: v.picklist(['system', 'user', 'assistant']), content: v.string() });
 
 /** The requests this file defines; each area (datasets, library, runs, sweeps, chat) adds its own in its contract file. */
 const CORE_REQUESTS = {
@@ -91,16 +89,7 @@ const CORE_REQUESTS = {
     prompt: v.string(),
     system: v.optional(v.string()),
     history: v.optional(v.array(chatMessage)),
-    sampling: v.optional(v.object({
-      maxNewTokens: v.optional(positiveInt),
-      temperature: v.optional(v.pipe(v.number(), v.minValue(0))),
-      topK: v.optional(positiveInt),
-      topP: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1))),
-      minP: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1))),
-      repetitionPenalty: v.optional(v.pipe(v.number(), v.minValue(0))),
-      seed: v.optional(v.pipe(v.number(), v.integer())),
-      stopStrings: v.optional(v.array(v.string())),
-    })),
+    sampling: v.optional(chatSampling),
   }),
   'eval.run': v.object({
     model: path,
@@ -135,7 +124,7 @@ export const API_REQUESTS = {
 
 export type ApiMethod = keyof typeof API_REQUESTS;
 /** The requests whose work `jobs.cancel` stops early; `jobs.pause` applies to training only. */
-export const CANCELLABLE: readonly ApiMethod[] = ['train.start', 'sweeps.start', 'chat.sideBySide', ...DATASET_CANCELLABLE, ...LIBRARY_CANCELLABLE];
+export const CANCELLABLE: readonly ApiMethod[] = ['train.start', 'sweeps.start', 'chat.sideBySide', ...DATASET_CANCELLABLE, ...LIBRARY_CANCELLABLE, ...CHAT_CANCELLABLE];
 export const PAUSABLE: readonly ApiMethod[] = ['train.start'];
 export const API_METHODS = Object.keys(API_REQUESTS) as ApiMethod[];
 export type ApiParams<M extends ApiMethod> = v.InferOutput<(typeof API_REQUESTS)[M]>;

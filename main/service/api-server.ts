@@ -12,12 +12,13 @@ import { StoreError, type Store } from '../store/index.ts';
 import { DatasetError } from '../train/dataset/index.ts';
 import { CANCELLABLE, PAUSABLE, API_REQUESTS, REQUEST_MESSAGE, type ApiError, type ApiMethod, type ResponseMessage } from './api-contract.ts';
 import { HANDLERS, type HandlerContext, type JobControl } from './api-handlers.ts';
+import { ChatSessionError } from './chat-sessions.ts';
 import { CompareRunsError } from './compare-runs.ts';
 import { RunConfigError } from './run-config.ts';
 
 /** Errors about what the user gave (a model, dataset, adapter, config, run id): the CLI's exit 2. */
 const BAD_INPUT: readonly (abstract new (...args: never[]) => Error)[] = [
-  ModelLoadError, HubError, PeftError, TokenizerError, RunConfigError, DatasetError, ExportError, CompareRunsError,
+  ModelLoadError, HubError, PeftError, TokenizerError, RunConfigError, DatasetError, ExportError, CompareRunsError, ChatSessionError,
 ];
 const BAD_INPUT_STORE_CODES = new Set(['not-found', 'invalid-input', 'conflict', 'in-use', 'invalid-transition']);
 

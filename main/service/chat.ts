@@ -1,15 +1,17 @@
 // Side-by-side chat for the app and the CLI: one prompt answered by the base model and up to four adapters of any
 // method, streamed as text per column. Plain LoRA columns share one batched pass with the base; every other method's
 // column runs its own graph with the same sampling settings and seed (generate/side-by-side.ts), and all columns
-// stream together. openSideBySideChat keeps the sessions for further prompts (the chat view); chatSideBySide is one
-// prompt, sessions released after.
+// stream together. openSideBySideChat keeps the model and its graphs for further prompts and switches a column's
+// adapter without reopening them (the chat view, through chat-sessions.ts); chatSideBySide is one prompt, sessions
+// released after.
 import type { SessionOptions } from '../engine/onnx/runtime.ts';
 import { chatPromptIds } from '../generate/chat.ts';
 import type { FinishReason } from '../generate/multi-adapter.ts';
 import type { SamplingOptions } from '../generate/sampling.ts';
-import { SideBySideGenerator, type SideBySideColumn } from '../generate/side-by-side.ts';
+import { SideBySideGenerator, type ColumnSwap, type PassKind, type SideBySideColumn } from '../generate/side-by-side.ts';
 import { openModel, type OpenedModel } from '../models/open-model.ts';
 import type { ChatMessage } from '../models/tokenizer/index.ts';
+import { PeftError } from '../peft/errors.ts';
 
 export interface ChatSampling extends SamplingOptions {
   /** Per column; default 128. */
@@ -25,14 +27,20 @@ export interface OpenChatOptions {
   readonly adapters?: readonly string[];
   /** Answer with the base model too (default true). */
   readonly base?: boolean;
+  /** The columns in order instead of `base` + `adapters`: an adapter folder each, or null for the base model. */
+  readonly columns?: readonly (string | null)[];
   readonly session?: SessionOptions;
+  /** Slots of the shared batched graph (see SideBySideOptions.slots); a chat view that switches adapters keeps 4. */
+  readonly slots?: number;
+  /** Told of every ORT session the chat creates. */
+  readonly onSession?: (kind: PassKind, label: string) => void;
 }
 
 export interface AskOptions {
   readonly prompt: string;
   readonly system?: string;
-  /** Earlier turns, before the prompt (after the system message). */
-  readonly history?: readonly ChatMessage[];
+  /** Earlier turns, before the prompt (after the system message): one conversation for every column, or one per column. */
+  readonly history?: readonly ChatMessage[] | readonly (readonly ChatMessage[])[];
   readonly sampling?: ChatSampling;
   readonly signal?: AbortSignal;
   /** Text as it comes: each column's pieces in order, columns interleaved. */
@@ -58,18 +66,32 @@ export interface SideBySideChat {
   /** The adapter configs' warnings (unknown fields, fields PEFT ignores). */
   readonly warnings: readonly string[];
   ask(o: AskOptions): Promise<ChatAnswer[]>;
+  /** Puts another adapter (null: the base model) in column `index` (= the column count: a new column), keeping the model open. */
+  setColumn(index: number, adapter: string | null): Promise<ColumnSwap>;
+  removeColumn(index: number): Promise<void>;
   release(): Promise<void>;
 }
+
+const isPerColumn = (h: AskOptions['history']): h is readonly (readonly ChatMessage[])[] => Array.isArray(h?.[0]);
 
 /** Opens the model and every column's graph; a bad adapter fails here, naming its folder and what is wrong. */
 export const openSideBySideChat = async (o: OpenChatOptions): Promise<SideBySideChat> => {
   const opened = typeof o.model === 'string' ? openModel(o.model, { keepQuantized: true }) : o.model;
-  const generator = await SideBySideGenerator.open(opened.model, o.adapters ?? [], { ...(o.base === undefined ? {} : { base: o.base }), ...(o.session ? { session: o.session } : {}) });
-  const { columns } = generator;
+  const options = {
+    ...(o.base === undefined ? {} : { base: o.base }),
+    ...(o.session ? { session: o.session } : {}),
+    ...(o.slots === undefined ? {} : { slots: o.slots }),
+    ...(o.onSession ? { onSession: o.onSession } : {}),
+  };
+  const generator = o.columns ? await SideBySideGenerator.openColumns(opened.model, o.columns, options) : await SideBySideGenerator.open(opened.model, o.adapters ?? [], options);
 
   const ask = async (a: AskOptions): Promise<ChatAnswer[]> => {
-    const messages: ChatMessage[] = [...(a.system ? [{ role: 'system', content: a.system }] : []), ...(a.history ?? []), { role: 'user', content: a.prompt }];
-    const promptIds = chatPromptIds(opened, messages);
+    const { columns } = generator;
+    const conversation = (history: readonly ChatMessage[]): number[] =>
+      chatPromptIds(opened, [...(a.system ? [{ role: 'system' as const, content: a.system }] : []), ...history, { role: 'user', content: a.prompt }]);
+    const { history } = a;
+    if (isPerColumn(history) && history.length !== columns.length) throw new PeftError(`history has ${history.length} conversations for ${columns.length} columns: give one per column`);
+    const promptIds = isPerColumn(history) ? history.map(conversation) : conversation(history ?? []);
     const decoders = columns.map(() => opened.tokenizer.createStreamDecoder({ skipSpecialTokens: true }));
     const texts = columns.map(() => '');
     const tokens = columns.map(() => 0);
@@ -99,7 +121,19 @@ export const openSideBySideChat = async (o: OpenChatOptions): Promise<SideBySide
     }
     return columns.map((c, i) => ({ ...c, text: texts[i]!, tokens: tokens[i]!, finish: finish[i]! }));
   };
-  return { opened, columns, warnings: generator.warnings, ask, release: () => generator.release() };
+  return {
+    opened,
+    get columns() {
+      return generator.columns;
+    },
+    get warnings() {
+      return generator.warnings;
+    },
+    ask,
+    setColumn: (index, adapter) => generator.setColumn(index, adapter),
+    removeColumn: (index) => generator.removeColumn(index),
+    release: () => generator.release(),
+  };
 };
 
 export type ChatSideBySideOptions = OpenChatOptions & AskOptions;
