@@ -93,6 +93,8 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
     const datasetOption = await page.locator(`${byTestId('train-dataset')} option`).nth(1).getAttribute('value');
     await page.selectOption(byTestId('train-dataset'), datasetOption!);
     await page.fill(byTestId('train-steps'), '8');
+    // A high rate, so that 8 steps move the tiny model's answers away from the base model's.
+    await page.fill(byTestId('train-training-lr'), '0.05');
     await page.click(byTestId('train-start'));
     const chart = byTestId('chart-train-loss');
     const pointsSeen: number[] = [];
@@ -140,10 +142,16 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
 
   it('chats with the base and the trained adapter side by side: two different streamed answers', async () => {
     await open('runs');
-    await page.locator(byTestId('run-row')).last().click();
+    // The run trained in Train is the oldest (lowest id); the sweep's trials came after it.
+    const ids = await page.$$eval(byTestId('run-row'), (rows) => rows.map((r) => Number(r.getAttribute('data-run-id'))));
+    await page.click(`${byTestId('run-row')}[data-run-id="${Math.min(...ids)}"]`);
     await page.click(byTestId('run-open-chat'));
     await page.waitForSelector(byTestId('view-chat'));
-    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, byTestId('chat-column'));
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, byTestId('chat-column')).catch(async (err: unknown) => {
+      await screenshot(page, 'failed-chat');
+      throw err;
+    });
+    await page.click('summary:has-text("Settings")');
     await page.fill(byTestId('chat-max-tokens'), '24');
     await page.fill(byTestId('chat-prompt'), 'What is 3 plus 3?');
     await page.click(byTestId('chat-send'));
