@@ -3,27 +3,11 @@
 // no new windows, no webviews, every permission denied and no request leaving the machine. The renderer reaches
 // the app only through the preload's window.api (IPC), whose messages main validates (ipc-bridge.ts).
 import type { WebPreferences } from 'electron';
+import { RENDERER_CSP } from '../service/renderer-csp.ts';
 import { isAppUrl } from './origin.ts';
 
-/**
- * Sent as a header with every file of the app's own scheme (app-protocol.ts). Scripts only from the app itself
- * (no inline script, no eval); inline styles are allowed because Svelte sets style attributes. Nothing may be
- * framed, embedded, posted or fetched from elsewhere.
- */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "frame-src 'none'",
-  "worker-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+/** Sent as a header with every file of the app's own scheme (app-protocol.ts): the renderer's one policy. */
+export const CONTENT_SECURITY_POLICY = RENDERER_CSP;
 
 export interface WindowPreferencesOptions {
   /** The bundled preload (dist/preload/index.cjs). */

@@ -1,12 +1,14 @@
 // `serve` hands out the built renderer and nothing else: its files with the strict CSP, never a file outside its
 // folder (.., encoded .., absolute paths, dotfiles, symlinks out), and a page that says how to build it when missing.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveApi, type RunningServer } from '../../main/server/ws-server.ts';
+import { CONTENT_SECURITY_POLICY } from '../../main/app/security.ts';
 import { RENDERER_CSP } from '../../main/server/static-files.ts';
+import { RENDERER_META_CSP } from '../../main/service/renderer-csp.ts';
 import { openStore, type Store } from '../../main/store/index.ts';
 
 /** A raw GET (fetch would normalise the path before sending it). */
@@ -60,6 +62,13 @@ describe('serve: the built renderer', () => {
     expect(js.headers['content-type']).toMatch(/^text\/javascript/);
     expect(RENDERER_CSP).toContain("connect-src 'self'");
     expect(RENDERER_CSP).not.toMatch(/unsafe-eval|script-src[^;]*unsafe-inline/);
+  });
+
+  it('renderer/index.html carries the same policy in its <meta> (less frame-ancestors, which a meta cannot set)', () => {
+    const html = readFileSync(join(import.meta.dirname, '..', '..', 'renderer', 'index.html'), 'utf8');
+    const meta = /http-equiv="Content-Security-Policy" content="([^"]*)"/.exec(html)?.[1];
+    expect(meta).toBe(RENDERER_META_CSP);
+    expect(CONTENT_SECURITY_POLICY).toBe(RENDERER_CSP);
   });
 
   it('never serves a file outside the renderer folder, nor a dotfile', async () => {
