@@ -45,12 +45,15 @@ describe('peft-studio serve', () => {
   });
 
   it('serves a status page and the API on loopback, and stops on SIGTERM', async () => {
-    const { child, at } = await serve();
+    // A renderer folder that was never built: / says how to build it (the built one is the e2e test's).
+    const unbuilt = join(mkdtempSync(join(tmpdir(), 'peft-serve-')), 'renderer');
+    const { child, at } = await serve('--renderer', unbuilt);
     expect(at.url).toBe(`http://127.0.0.1:${at.port}/`);
     const page = await fetch(at.url);
     expect(page.status).toBe(200);
     const html = await page.text();
-    expect(html).toContain('not built yet');
+    expect(html).toContain('npm run build:renderer');
+    expect(html).toContain(unbuilt);
     expect(html).toContain(at.api);
 
     const client = await connectApi(at.api);
