@@ -260,7 +260,9 @@ const runSequential = async (config: SweepConfig, job: PreparedJob, records: rea
         continue;
       }
       // The objective is the eval loss after the last step, as in fused mode.
-      const objective = job.eval.length ? (result.steps % (config.training.evalEvery ?? Infinity) === 0 ? result.lastEvalLoss : await trainer.evaluate()) : undefined;
+      // A completed run with evalEvery set was evaluated at its last step; otherwise evaluate now.
+      const finalEval = result.status === 'completed' ? result.lastEvalLoss : undefined;
+      const objective = job.eval.length ? (finalEval ?? (await trainer.evaluate())) : undefined;
       if (objective !== undefined && result.steps % (config.training.evalEvery ?? Infinity) !== 0) ctx.metrics.append({ runId: r.runId, name: 'eval/loss', step: result.steps, value: objective });
       const adapterDir = finishTrial(config, job, ctx, r, trainer.trainables, key);
       ctx.store.runs.complete(r.runId);

@@ -246,7 +246,8 @@ export class Trainer {
           rssBytes: process.memoryUsage().rss,
           epoch,
         });
-        if (h.evalEvery && this.init.eval?.length && result.step % h.evalEvery === 0) {
+        // Every evalEvery steps, and at the last step too, so that a finished run always has its final eval loss.
+        if (h.evalEvery && this.init.eval?.length && (result.step % h.evalEvery === 0 || result.step === totalSteps)) {
           lastEvalLoss = await this.evaluate();
           this.init.onEvent?.({ type: 'eval', step: result.step, loss: lastEvalLoss, perplexity: Math.exp(lastEvalLoss) });
           if (lastEvalLoss < best - 1e-6) [best, stale] = [lastEvalLoss, 0];
