@@ -2,7 +2,7 @@
 // A version never changes, so its file is written once, under <dataDir>/datasets/<id>/v<number>.jsonl, and reused.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { StoreError, type Dataset, type DatasetVersion, type Store } from '../store/index.ts';
 import { DatasetError } from '../train/dataset/index.ts';
 
@@ -79,6 +79,21 @@ export const versionFile = (store: Store, id: number, versionId?: number): Versi
   const path = join(datasetDir(store, dataset), `v${version.number}.jsonl`);
   if (!existsSync(path)) writeAtomically(path, versionJsonl(store, version.id));
   return { path, format: dataset.format, rows: version.rowCount };
+};
+
+/**
+ * The version a file written by versionFile holds, when `path` is one (<dataDir>/datasets/<id>/v<number>.jsonl of
+ * a dataset that still has that version), so a run on it records that version instead of a copy of its rows.
+ */
+export const versionOfFile = (store: Store, path: string): DatasetVersion | undefined => {
+  const match = /^(\d+)[/\\]v(\d+)\.jsonl$/.exec(relative(join(dataDirOf(store), 'datasets'), resolve(path)));
+  if (!match) return undefined;
+  try {
+    return store.datasets.versions(Number(match[1])).find((v) => v.number === Number(match[2]));
+  } catch (err) {
+    if (err instanceof StoreError) return undefined;
+    throw err;
+  }
 };
 
 /** A name to save a version under: the dataset's name without its extension, and the version number. */

@@ -5,6 +5,7 @@ import { openModel } from '../models/open-model.ts';
 import type { ModelFormat, Store } from '../store/index.ts';
 import type { Example } from '../train/batch.ts';
 import { prepareDataset, splitTrainEval, type DatasetFormat, type DatasetRecord } from '../train/dataset/index.ts';
+import { versionOfFile } from './datasets-files.ts';
 import type { RunConfig } from './run-config.ts';
 
 export interface JobData {
@@ -54,9 +55,16 @@ export const recordModel = (store: Store, m: { readonly path: string; readonly o
       architecture: m.opened.model.config.architecture, params: parameterCount(m.opened.model.weights),
     })).id;
 
-/** A new dataset version holding exactly the rows this job reads. */
-export const recordDataset = (store: Store, config: JobConfig, data: JobData): number =>
-  store.datasets.create({ name: config.dataset.path.split('/').pop()!, format: data.format, sourcePath: config.dataset.path, rows: data.records as never }).version.id;
+/**
+ * The dataset version this job reads: the library's own when the config points at a version file of the library
+ * (datasets.file, what the app's Train and Sweeps views use), else a new dataset holding exactly the rows read.
+ */
+export const recordDataset = (store: Store, config: JobConfig, data: JobData): number => {
+  const library = versionOfFile(store, config.dataset.path);
+  // The file is the app's own, but a row count that differs means someone changed it: record what was read.
+  if (library && library.rowCount === data.records.length) return library.id;
+  return store.datasets.create({ name: config.dataset.path.split('/').pop()!, format: data.format, sourcePath: config.dataset.path, rows: data.records as never }).version.id;
+};
 
 export const prepareJob = async (config: JobConfig, store: Store): Promise<PreparedJob> => {
   const data = await loadJobData(config);
