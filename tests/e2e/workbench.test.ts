@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { oracleRequired, tinyModelDir } from '../helpers/oracle-cache.ts';
 import { buildRenderer, chromiumPath, dropFiles, launchChromium, screenshot, startServe, type Served } from './harness.ts';
 
@@ -45,6 +45,17 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
     await served?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+
+  // What the page showed when a step failed (beside the views' own screenshots).
+  afterEach(async ({ task }) => {
+    if (task.result?.state === 'fail' && page) await screenshot(page, `failed-${task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`);
+  });
+
+  /** Picks the option of a <select> whose text contains `text` (the dropped dataset, whatever its position). */
+  const selectContaining = async (select: string, text: string) => {
+    const value = await page.locator(`${select} option`, { hasText: text }).first().getAttribute('value');
+    await page.selectOption(select, value!);
+  };
 
   const open = async (view: string) => {
     await page.click(byTestId(`nav-${view}`));
@@ -90,11 +101,12 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
   it('trains a run and the loss chart grows', async () => {
     await open('train');
     await page.selectOption(byTestId('train-method'), 'LORA');
-    const datasetOption = await page.locator(`${byTestId('train-dataset')} option`).nth(1).getAttribute('value');
-    await page.selectOption(byTestId('train-dataset'), datasetOption!);
+    await selectContaining(byTestId('train-dataset'), 'arithmetic.jsonl');
     await page.fill(byTestId('train-steps'), '8');
     // A high rate, so that 8 steps move the tiny model's answers away from the base model's.
     await page.fill(byTestId('train-training-lr'), '0.05');
+    // The memory and time estimate is there before anything starts.
+    expect(await page.textContent(byTestId('train-estimate-memory'), { timeout: 60_000 })).toMatch(/\d+(\.\d+)? [KMG]?B/);
     await page.click(byTestId('train-start'));
     const chart = byTestId('chart-train-loss');
     const pointsSeen: number[] = [];
@@ -116,22 +128,29 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
     await open('runs');
     await page.locator(byTestId('run-row')).first().click();
     await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-points')) >= 8, byTestId('chart-run-loss'));
+    // A finished run has its final eval loss, whatever its eval interval (50 here, for 8 steps).
+    await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-points')) === 1, byTestId('chart-run-eval-loss'));
     await screenshot(page, '4-runs');
   });
 
   it('runs a 2×2 r/alpha sweep and the heatmap fills', async () => {
     await open('sweeps');
-    const datasetOption = await page.locator(`${byTestId('sweep-dataset')} option`).nth(1).getAttribute('value');
-    await page.selectOption(byTestId('sweep-dataset'), datasetOption!);
+    await selectContaining(byTestId('sweep-dataset'), 'arithmetic.jsonl');
     await page.fill(byTestId('sweep-r'), '2, 4');
     await page.fill(byTestId('sweep-alpha'), '4, 8');
     await page.fill(byTestId('sweep-steps'), '3');
     await page.click(byTestId('sweep-start'));
-    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 4, `${byTestId('heatmap-cell')}[data-value]`, { timeout: 300_000 });
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 4, `${byTestId('heatmap-cell')}[data-value]`, { timeout: 120_000 });
     const values = await page.$$eval(`${byTestId('heatmap-cell')}[data-value]`, (cells) => cells.map((c) => Number(c.getAttribute('data-value'))));
     expect(values.every(Number.isFinite)).toBe(true);
     await page.waitForSelector(byTestId('sweep-best'));
     await screenshot(page, '5-sweeps');
+  });
+
+  it('keeps one dataset: the run and the sweep recorded the version that was dropped, not copies', async () => {
+    await open('datasets');
+    await page.waitForSelector(byTestId('dataset-item'));
+    expect(await page.locator(byTestId('dataset-item')).count()).toBe(1);
   });
 
   it('shows the adapter library', async () => {
@@ -147,10 +166,7 @@ describe.skipIf(missing.length > 0 && !oracleRequired())('the workbench in Chrom
     await page.click(`${byTestId('run-row')}[data-run-id="${Math.min(...ids)}"]`);
     await page.click(byTestId('run-open-chat'));
     await page.waitForSelector(byTestId('view-chat'));
-    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, byTestId('chat-column')).catch(async (err: unknown) => {
-      await screenshot(page, 'failed-chat');
-      throw err;
-    });
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, byTestId('chat-column'));
     await page.click('summary:has-text("Settings")');
     await page.fill(byTestId('chat-max-tokens'), '24');
     await page.fill(byTestId('chat-prompt'), 'What is 3 plus 3?');
