@@ -7,4 +7,10 @@ import { runSummaries } from './runs-summary.ts';
 export const RUN_HANDLERS: AreaHandlers<keyof typeof RUN_REQUESTS> = {
   'methods.list': () => methodCatalog(),
   'runs.summaries': ({ store, params }) => runSummaries(store, params),
+  'runs.metrics': ({ store, params }) => {
+    const run = store.runs.get(params.id);
+    const since = params.since ?? {};
+    const metrics = store.metrics.names(run.id).map((name) => [name, store.metrics.series(run.id, name, { fromStep: (since[name] ?? -1) + 1 })] as const);
+    return { run, metrics: Object.fromEntries(metrics) };
+  },
 };

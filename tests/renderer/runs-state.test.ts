@@ -76,12 +76,13 @@ describe.skipIf(!tinyModel)('RunsState', () => {
     expect(runs.series(metric('train/loss')).map((p) => p.x)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
   });
 
-  it('polls runs.show for a running run that no Train event reports', async () => {
+  it('follows a running run that no Train event reports by polling runs.metrics', async () => {
     const elsewhere = trainDirect(bench, { name: 'elsewhere', lr: 0.01, steps: 40 });
     await vi.waitFor(async () => expect((await api().request('runs.list', { status: 'running' })).length).toBe(1), WAIT);
     await runs.refresh();
     expect(runs.live).toBe(false);
     expect(runs.details?.run.status).toBe('running');
+    const sentBefore = bench.service.sent.length;
     stopWatching = runs.watch();
     const counts = new Set<number>();
     await vi.waitFor(() => {
@@ -90,6 +91,11 @@ describe.skipIf(!tinyModel)('RunsState', () => {
     }, { timeout: 90_000, interval: 50 });
     await elsewhere;
     expect(counts.size).toBeGreaterThan(1); // seen growing between polls
+    // While it ran, only the new points came (runs.metrics); the whole details once, when it stopped.
+    const polled = bench.service.sent.slice(sentBefore).map((r) => r.method);
+    expect(polled).toContain('runs.metrics');
+    expect(polled.filter((m) => m === 'runs.show').length).toBeLessThanOrEqual(1);
+    expect(runs.series(metric('train/loss')).map((p) => p.x)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(runs.runs[0]).toMatchObject({ status: 'completed', steps: 40 });
   });
 

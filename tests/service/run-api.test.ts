@@ -147,7 +147,7 @@ describe('methods.list', () => {
 
 const model = tinyModelDir('llama3');
 
-describe.skipIf(!model)('runs.summaries', () => {
+describe.skipIf(!model)('runs.summaries and runs.metrics', () => {
   it('shows a trained run with its steps, final train loss and last eval loss', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'peft-run-api-'));
     dirs.push(dir);
@@ -176,5 +176,21 @@ describe.skipIf(!model)('runs.summaries', () => {
     expect(s!.finalLoss).toBeCloseTo(steps.at(-1)!.loss, 5);
     expect(s!.lastEvalLoss).toBeCloseTo(evals.at(-1)!.loss, 5);
     expect((await ask('runs.summaries', { status: 'running' })).result).toEqual([]);
+
+    // runs.metrics: per series only the points after the step the client has; a series it does not name comes whole.
+    const { result: shown } = await ask('runs.show', { id: trained.runId });
+    const { result: whole } = await ask('runs.metrics', { id: trained.runId });
+    expect(whole.metrics).toEqual(shown.metrics);
+    expect(whole.run).toEqual(shown.run);
+    const { result: after2 } = await ask('runs.metrics', { id: trained.runId, since: { 'train/loss': 2 } });
+    expect(after2.metrics['train/loss']!.map((m) => m.step)).toEqual([3, 4]);
+    expect(after2.metrics['train/loss']).toEqual(shown.metrics['train/loss']!.slice(2));
+    expect(after2.metrics['eval/loss']).toEqual(shown.metrics['eval/loss']);
+    const last = Object.fromEntries(Object.entries(shown.metrics).map(([name, samples]) => [name, samples.at(-1)!.step]));
+    const { result: none } = await ask('runs.metrics', { id: trained.runId, since: last });
+    expect(Object.values(none.metrics).every((samples) => samples.length === 0)).toBe(true);
+    expect(Object.keys(none.metrics).sort()).toEqual(Object.keys(shown.metrics).sort());
+    await expect(ask('runs.metrics', { id: trained.runId, since: { 'train/loss': 1.5 } })).rejects.toThrow(/bad-request.*params\.since/);
+    await expect(ask('runs.metrics', { id: 999 })).rejects.toThrow(/bad-input/);
   });
 });

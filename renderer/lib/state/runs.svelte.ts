@@ -1,6 +1,7 @@
 // The Runs view's state (app.area('runs')): the history with live status, the chosen run's curves, checkpoints and
 // adapter, and a comparison of two or more runs. A run the Train task is running is followed through that task's
-// events; any other running run (a CLI run writing the same history, a run of another window) by polling runs.show.
+// events; any other running run (a CLI run writing the same history, a run of another window) by polling runs.metrics
+// for the points it does not have yet.
 import { api, messageOf, type ApiResults, type RunDetails } from '../api.ts';
 import type { AppState } from './app.svelte.ts';
 import { TrainingState, type Point } from './training.svelte.ts';
@@ -79,6 +80,28 @@ export class RunsState {
     }
   }
 
+  /**
+   * A run that another window or the CLI is training: only the points after those already here (runs.metrics), then
+   * its whole details once it stops (checkpoints, adapters).
+   */
+  private async followDetails(): Promise<void> {
+    const id = this.selectedId;
+    const details = this.details;
+    if (id === undefined || !details || details.run.id !== id) return;
+    try {
+      const since = Object.fromEntries(Object.entries(details.metrics).flatMap(([name, samples]) => (samples.length ? [[name, samples.at(-1)!.step]] : [])));
+      const update = await api().request('runs.metrics', { id, since });
+      if (this.selectedId !== id || this.details !== details) return;
+      const metrics = { ...details.metrics };
+      for (const [name, samples] of Object.entries(update.metrics)) if (samples.length || !metrics[name]) metrics[name] = [...(metrics[name] ?? []), ...samples];
+      this.details = { ...details, run: update.run, metrics };
+      this.detailsError = undefined;
+      if (update.run.status !== 'running') await this.reloadDetails();
+    } catch (err) {
+      this.detailsError = messageOf(err);
+    }
+  }
+
   /** Whether the chosen run is the one the Train task is running now (its curves then come from the task's events). */
   get live(): boolean {
     return this.training.running && this.selectedId !== undefined && this.training.runId === this.selectedId;
@@ -102,7 +125,7 @@ export class RunsState {
   watch(): () => void {
     const timer = setInterval(() => {
       const status = this.details?.run.status;
-      if (status === 'running' && !this.live) void this.reloadDetails();
+      if (status === 'running' && !this.live) void this.followDetails();
       if (this.training.running || this.runs.some((r) => r.status === 'running' || r.status === 'queued')) void this.refresh();
     }, POLL_MS);
     return () => clearInterval(timer);
