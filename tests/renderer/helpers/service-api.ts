@@ -8,7 +8,8 @@ import type { ApiMethod, ApiResults, ResponseMessage } from '../../../main/servi
 import { ApiServer } from '../../../main/service/api-server.ts';
 import type { ApiRequestOptions, PeftStudioApi } from '../../../main/service/window-api.ts';
 import { openStore, type Store } from '../../../main/store/index.ts';
-import { ApiRequestError, newRequestId } from '../../../renderer/lib/api.ts';
+import { newRequestId } from '../../../renderer/lib/api.ts';
+import { PendingRequests } from '../../../renderer/lib/pending-requests.ts';
 
 export interface ServiceApi extends PeftStudioApi {
   readonly store: Store;
@@ -23,18 +24,8 @@ export const serviceApi = (): ServiceApi => {
   const dir = mkdtempSync(join(tmpdir(), 'peft-renderer-'));
   const store = openStore(join(dir, 'studio.db'));
   const server = new ApiServer({ store, host: 'serve' });
-  const pending = new Map<string, { method: string; resolve: (v: never) => void; reject: (e: Error) => void; onEvent?: (e: never) => void }>();
-  const connection = server.connect((raw) => {
-    const message = JSON.parse(JSON.stringify(raw)) as ResponseMessage;
-    const p = message.id === null ? undefined : pending.get(message.id);
-    if (!p || message.id === null) return;
-    if (message.type === 'event') p.onEvent?.(message.event as never);
-    else {
-      pending.delete(message.id);
-      if (message.type === 'result') p.resolve(message.result as never);
-      else p.reject(new ApiRequestError(p.method, message.error));
-    }
-  });
+  const pending = new PendingRequests();
+  const connection = server.connect((raw) => pending.deliver(JSON.parse(JSON.stringify(raw)) as ResponseMessage));
   const sent: { method: string; params: unknown }[] = [];
   return {
     host: 'serve',
@@ -44,10 +35,9 @@ export const serviceApi = (): ServiceApi => {
     request<M extends ApiMethod>(method: M, params: unknown, options: ApiRequestOptions<M> = {}): Promise<ApiResults[M]> {
       const id = options.id ?? newRequestId(method);
       sent.push({ method, params });
-      return new Promise((resolve, reject) => {
-        pending.set(id, { method, resolve: resolve as (v: never) => void, reject, ...(options.onEvent ? { onEvent: options.onEvent as (e: never) => void } : {}) });
-        void connection.receive(JSON.stringify({ id, method, params }));
-      });
+      const settled = pending.add(id, method, options.onEvent);
+      void connection.receive(JSON.stringify({ id, method, params }));
+      return settled;
     },
     pathForFile: () => null,
     pickPath: async () => null,
