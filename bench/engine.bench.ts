@@ -5,6 +5,7 @@ import { GraphBuilder, add, matmul, mul, reduceSum } from '../main/engine/ir/ind
 import { linear } from '../main/engine/nn/linear.ts';
 import { Session, type HostTensor } from '../main/engine/onnx/runtime.ts';
 import { TrainStep } from '../main/engine/train-step.ts';
+import { median } from './stats.ts';
 
 const [TOKENS, IN, OUT, RANK] = [512, 2048, 2048, 16];
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
@@ -19,7 +20,6 @@ const random = (n: number, scale: number): Float32Array => {
   });
 };
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const time = async (fn: () => Promise<unknown>): Promise<number> => {
   for (let i = 0; i < WARMUP; i++) await fn();

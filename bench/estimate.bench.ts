@@ -13,6 +13,7 @@ import { parseRunConfig } from '../main/service/run-config.ts';
 import type { MachineThroughput } from '../main/train/estimate.ts';
 import { writeFullRowDataset, type MeasuredRun } from '../tests/helpers/measure-run.ts';
 import { oracleCacheDir, tinyModelDir } from '../tests/helpers/oracle-cache.ts';
+import { median } from './stats.ts';
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 5);
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
@@ -44,7 +45,6 @@ const between = (a: MachineThroughput, b: MachineThroughput): MachineThroughput 
     optimizerSecondsPerParam: mean('optimizerSecondsPerParam'),
   };
 };
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const MiB = 2 ** 20;
 const gflops = (t: MachineThroughput): string => (t.matmulFlopsPerSecond / 1e9).toFixed(1);
 

@@ -15,6 +15,7 @@ import { applyLongLora } from '../main/peft/longlora.ts';
 import { parseLongLoraConfig } from '../main/peft/longlora-config.ts';
 import { packMicroBatch, withNormalizer } from '../main/train/batch.ts';
 import { buildTrainingGraph } from '../main/train/train-graph.ts';
+import { median, lcgTokens } from './stats.ts';
 
 const MODEL = process.env.BENCH_MODEL ?? join(process.env.PEFT_STUDIO_CACHE ?? join(process.env.HOME ?? '', '.cache', 'peft-studio'), 'bench', 'SmolLM2-135M-Instruct-f32');
 const SEQ = Number(process.env.BENCH_SEQ ?? 2048);
@@ -36,13 +37,11 @@ interface Result {
   readonly provider: string;
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
 
 /** One row of SEQ token ids from a fixed LCG, every position a target. */
 const batch = (vocab: number) => {
-  let s = 2024;
-  const ids = Array.from({ length: SEQ }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31), s % vocab));
+  const ids = Array.from({ length: SEQ }, lcgTokens(vocab));
   const micro = packMicroBatch([[{ inputIds: ids, labels: ids }]]);
   return withNormalizer(micro, micro.targets);
 };

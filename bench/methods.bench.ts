@@ -10,13 +10,13 @@ import { METHOD_CASES, RECOMPUTE_BATCH, RECOMPUTE_SEQ } from './methods-cases.ts
 import type { RecomputeResult } from './recompute-child.ts';
 import { ensureF32Folder } from './train-setup.ts';
 import { runChild } from './train.bench.ts';
+import { median } from './stats.ts';
 
 const STEPS = Number(process.env.BENCH_METHOD_STEPS ?? 12);
 /** BENCH_ONLY=table or =checkpointing runs one part. */
 const only = process.env.BENCH_ONLY;
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
 const GIB = 2 ** 30;
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const tsx = (script: string, args: readonly string[]) => [...process.execArgv, join(import.meta.dirname, script), ...args];
 
 const main = async (): Promise<void> => {

@@ -20,6 +20,7 @@ import { applyLora } from '../main/peft/lora.ts';
 import { parseLoraConfig } from '../main/peft/lora-config.ts';
 import { packMicroBatch, withNormalizer } from '../main/train/batch.ts';
 import { buildTrainingGraph } from '../main/train/train-graph.ts';
+import { median, lcgTokens } from './stats.ts';
 
 const GGUF = process.env.BENCH_GGUF ?? join(process.env.PEFT_STUDIO_CACHE ?? join(process.env.HOME ?? '', '.cache', 'peft-studio'), 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
 const FP32_DIR = join(tmpdir(), 'peft-studio-bench-smollm2-f32');
@@ -59,14 +60,13 @@ interface Result {
   readonly provider: string;
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
 
 /** Synthetic rows: token ids from a fixed LCG, every position a target. */
 const batch = (vocab: number) => {
-  let s = 2024;
+  const next = lcgTokens(vocab);
   const rows = Array.from({ length: ROWS }, () => {
-    const ids = Array.from({ length: SEQ }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31), s % vocab));
+    const ids = Array.from({ length: SEQ }, next);
     return [{ inputIds: ids, labels: ids }];
   });
   const micro = packMicroBatch(rows);

@@ -17,6 +17,7 @@ import { packMicroBatch, withNormalizer } from '../main/train/batch.ts';
 import { epochMicroBatches } from '../main/train/schedule-data.ts';
 import { buildTrainingGraph } from '../main/train/train-graph.ts';
 import { ensureF32Folder, readJob, writeJob, type DatasetKind } from './train-setup.ts';
+import { median } from './stats.ts';
 
 interface Variant {
   readonly label: string;
@@ -44,7 +45,6 @@ interface Profile {
   readonly peakRss: number;
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const maxRss = (): number => process.resourceUsage().maxRSS * 1024;
 const repeat = Number(process.env.BENCH_REPEAT ?? 3);
 

@@ -1,5 +1,6 @@
 // bench:train's results: what each side's child prints, and the table comparing them against the goals.
 import type { BenchJob, DatasetKind } from './train-setup.ts';
+import { median } from './stats.ts';
 
 /** One side's run on one job, as its child prints it (JSON, one line). */
 export interface SideResult {
@@ -45,7 +46,6 @@ export const TITLES: Readonly<Record<DatasetKind, string>> = {
 };
 
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MB`;
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const fmtLoss = (x: number | undefined): string => (x === undefined ? '—' : x.toFixed(4));
 
 const table = (head: readonly string[], rows: readonly (readonly string[])[]): string[] => {
