@@ -13,9 +13,8 @@ import { loadJobData } from '../../main/service/prepare.ts';
 import { openStore, type Store } from '../../main/store/index.ts';
 import { IGNORE_INDEX, loadDataset, tokenizeConversation, tokenizeDataset, type ChatRecord } from '../../main/train/dataset/index.ts';
 import { tinyModelDir } from '../helpers/oracle-cache.ts';
+import { BAD_DIR, GOOD_DIR, GOOD_FIXTURES } from '../train/dataset/helpers.ts';
 
-const GOOD = join(import.meta.dirname, '../fixtures/datasets');
-const BAD = join(import.meta.dirname, '../fixtures/bad-datasets');
 const MODEL = tinyModelDir('llama3');
 
 let dir: string;
@@ -91,48 +90,37 @@ describe('datasets.file', () => {
 });
 
 describe('datasets.import', () => {
-  const files: [string, string, number][] = [
-    ['openai.jsonl', 'openai', 4],
-    ['openai.parquet', 'openai', 3],
-    ['openai.tsv', 'openai', 2],
-    ['sharegpt.json', 'sharegpt', 2],
-    ['alpaca.json', 'alpaca', 3],
-    ['alpaca.csv', 'alpaca', 3],
-    ['alpaca.parquet', 'alpaca', 2],
-    ['prompt-completion.jsonl', 'prompt-completion', 3],
-    ['raw.txt', 'text', 3],
-  ];
-  for (const [file, format, records] of files) {
+  for (const [file, format, records] of GOOD_FIXTURES) {
     it(`${file}: by content and by path, the records training reads from the file`, async () => {
-      const bytes = readFileSync(join(GOOD, file));
+      const bytes = readFileSync(join(GOOD_DIR, file));
       const binary = file.endsWith('.parquet');
       const byContent = await ok('datasets.import', { content: bytes.toString(binary ? 'base64' : 'utf8'), encoding: binary ? 'base64' : 'text', fileName: file });
-      const byPath = await ok('datasets.import', { path: join(GOOD, file) });
+      const byPath = await ok('datasets.import', { path: join(GOOD_DIR, file) });
       for (const imported of [byContent, byPath]) {
         expect(imported.dataset).toMatchObject({ name: file, format });
         expect(imported.summary).toMatchObject({ format, errors: 0, records });
         const stored = await ok('datasets.file', { id: imported.dataset.id });
-        const original = await loadDataset(join(GOOD, file));
+        const original = await loadDataset(join(GOOD_DIR, file));
         expect((await loadDataset(stored.path)).records.map((r) => ({ ...r, line: 0 }))).toEqual(original.records.map((r) => ({ ...r, line: 0 })));
       }
-      expect(byPath.dataset.sourcePath).toBe(join(GOOD, file));
+      expect(byPath.dataset.sourcePath).toBe(join(GOOD_DIR, file));
       expect(byContent.dataset.sourcePath).toBeNull();
     });
   }
 
   it('refuses a malformed JSON line, naming the file and line, and stores nothing', async () => {
-    const content = readFileSync(join(BAD, 'broken-json-line.jsonl'), 'utf8');
+    const content = readFileSync(join(BAD_DIR, 'broken-json-line.jsonl'), 'utf8');
     const e = await failure('datasets.import', { content, fileName: 'broken.jsonl' });
     expect(e.code).toBe('bad-input');
     expect(e.message).toMatch(/^broken\.jsonl has 1 error:\nbroken\.jsonl:3: /);
-    const byPath = await failure('datasets.import', { path: join(BAD, 'broken-json-line.jsonl') });
-    expect(byPath.message).toContain(`${join(BAD, 'broken-json-line.jsonl')}:3:`);
+    const byPath = await failure('datasets.import', { path: join(BAD_DIR, 'broken-json-line.jsonl') });
+    expect(byPath.message).toContain(`${join(BAD_DIR, 'broken-json-line.jsonl')}:3:`);
     expect(await ok('datasets.list', {})).toEqual([]);
     expect(store.db.prepare('SELECT COUNT(*) AS n FROM dataset_rows').get()).toEqual({ n: 0 });
   });
 
   it('refuses unreadable files and rows of no known format', async () => {
-    expect((await failure('datasets.import', { path: join(BAD, 'corrupt.parquet') })).message).toContain('corrupt.parquet:1: cannot read this Parquet file');
+    expect((await failure('datasets.import', { path: join(BAD_DIR, 'corrupt.parquet') })).message).toContain('corrupt.parquet:1: cannot read this Parquet file');
     expect((await failure('datasets.import', { content: 'a,b\n1,2\n', fileName: 'data.xlsx' })).message).toContain('unknown file type');
     const unknown = await failure('datasets.import', { content: jsonl([{ question: 'q', answer: 'a' }]), fileName: 'qa.jsonl' });
     expect(unknown.code).toBe('bad-input');

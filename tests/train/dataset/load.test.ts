@@ -3,26 +3,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { detectFormat, formatProblem, loadDataset, type ChatRecord, type DatasetFormat } from '../../../main/train/dataset/index.ts';
+import { detectFormat, formatProblem, loadDataset, type ChatRecord } from '../../../main/train/dataset/index.ts';
 import { parseCsvRecords } from '../../../main/train/dataset/read-csv.ts';
 import { ProblemLog } from '../../../main/train/dataset/problems.ts';
-import { GOOD_DIR } from './helpers.ts';
+import { GOOD_DIR, GOOD_FIXTURES } from './helpers.ts';
 
 const chat = (r: unknown): ChatRecord['messages'] => (r as ChatRecord).messages;
 
 describe('good fixtures', () => {
-  const cases: [string, DatasetFormat, number][] = [
-    ['openai.jsonl', 'openai', 4],
-    ['openai.parquet', 'openai', 3],
-    ['openai.tsv', 'openai', 2],
-    ['sharegpt.json', 'sharegpt', 2],
-    ['alpaca.json', 'alpaca', 3],
-    ['alpaca.csv', 'alpaca', 3],
-    ['alpaca.parquet', 'alpaca', 2],
-    ['prompt-completion.jsonl', 'prompt-completion', 3],
-    ['raw.txt', 'text', 3],
-  ];
-  for (const [file, format, records] of cases) {
+  for (const [file, format, records] of GOOD_FIXTURES) {
     it(`${file}: ${format}, ${records} records, no problems`, async () => {
       const loaded = await loadDataset(join(GOOD_DIR, file));
       expect(loaded.problems.map(formatProblem)).toEqual([]);
