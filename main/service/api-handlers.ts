@@ -1,15 +1,13 @@
 // What each request of the API contract does: a thin call into the service (train-run, sweep, chat, evaluate, ...)
 // or the store. The dispatcher (api-server.ts) has validated the payload already; a handler reports progress
 // through `emit` and hands the dispatcher what stops its work (`control`), so cancellation stays transport-free.
-import { readdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import packageJson from '../../package.json' with { type: 'json' };
 import type { CombinationType } from '../peft/weighted.ts';
 import { openModel } from '../models/open-model.ts';
-import { chatTemplatesOf } from '../models/tokenizer/index.ts';
 import type { Store } from '../store/index.ts';
 import { inspectDataset, type DatasetFormat } from '../train/dataset/index.ts';
-import type { ApiEvent, ApiMethod, ApiParams, ApiResults, ModelDescription } from './api-contract.ts';
+import type { ApiEvent, ApiMethod, ApiParams, ApiResults } from './api-contract.ts';
 import { exportAdapter, mergeAdapters } from './adapters.ts';
 import { chatSideBySide } from './chat.ts';
 import { compareRuns } from './compare-runs.ts';
@@ -21,6 +19,7 @@ import { trainRun } from './train-run.ts';
 import { CHAT_HANDLERS } from './chat-handlers.ts';
 import { DATASET_HANDLERS } from './dataset-handlers.ts';
 import { LIBRARY_HANDLERS } from './library-handlers.ts';
+import { describeModel } from './library-models.ts';
 import { RUN_HANDLERS } from './run-handlers.ts';
 import { SWEEP_HANDLERS } from './sweep-handlers.ts';
 
@@ -48,38 +47,6 @@ export type Handler<M extends ApiMethod> = (ctx: HandlerContext<M>) => Promise<A
 /** One area's handlers (datasets, library, ...): exactly the requests its contract file defines. */
 export type AreaHandlers<K extends ApiMethod> = { [M in K]: Handler<M> };
 type Handlers = AreaHandlers<ApiMethod>;
-
-
-const bytesOnDisk = (path: string): number => {
-  const stat = statSync(path);
-  if (!stat.isDirectory()) return stat.size;
-  // statSync follows links: an HF-cache snapshot's files are symlinks into its blobs.
-  return readdirSync(path).reduce((n, name) => {
-    const file = statSync(join(path, name));
-    return n + (file.isFile() ? file.size : 0);
-  }, 0);
-};
-
-export const describeModel = (path: string, keepQuantized = false): ModelDescription => {
-  const opened = openModel(path, { keepQuantized });
-  const { config, weights } = opened.model;
-  let parameters = 0;
-  for (const w of weights.values()) parameters += w.shape.reduce((n, d) => n * d, 1);
-  return {
-    path,
-    format: opened.format,
-    architecture: config.architecture,
-    modelType: config.modelType,
-    parameters,
-    bytes: bytesOnDisk(path),
-    contextLength: config.maxPositionEmbeddings,
-    layers: config.numLayers,
-    hiddenSize: config.hiddenSize,
-    vocabSize: config.vocabSize,
-    chatTemplate: chatTemplatesOf(opened.tokenizer.config) ?? null,
-    stopTokenIds: opened.stopTokenIds,
-  };
-};
 
 /** Where config problems are reported: the request and the field, as the run-config file's are. */
 const CONFIG_SOURCE = (method: ApiMethod) => `${method} params.config`;

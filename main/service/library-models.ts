@@ -6,11 +6,12 @@ import { homedir } from 'node:os';
 import { basename, join, resolve, sep } from 'node:path';
 import { SafetensorsError } from '../engine/io/safetensors.ts';
 import { ModelLoadError } from '../models/errors.ts';
+import { openModel } from '../models/open-model.ts';
+import { chatTemplatesOf } from '../models/tokenizer/index.ts';
 import { downloadRepo, type DownloadProgress } from '../models/hub/download.ts';
 import { matchesAny } from '../models/hub/patterns.ts';
 import type { JsonObject, Model, Store } from '../store/index.ts';
 import type { ModelDescription } from './api-contract.ts';
-import { describeModel } from './api-handlers.ts';
 import type { ModelDownloadEvent, OpenedModelResult, DownloadedModelResult } from './library-contract.ts';
 
 /** `~` and relative paths made absolute, so a model reopens from anywhere. */
@@ -29,6 +30,28 @@ export const sizeOnDisk = (path: string): number => {
     if (entry?.isFile()) total += entry.size;
   }
   return total;
+};
+
+/** What models.describe tells about a model before anything is trained on it. */
+export const describeModel = (path: string, keepQuantized = false): ModelDescription => {
+  const opened = openModel(path, { keepQuantized });
+  const { config, weights } = opened.model;
+  let parameters = 0;
+  for (const w of weights.values()) parameters += w.shape.reduce((n, d) => n * d, 1);
+  return {
+    path,
+    format: opened.format,
+    architecture: config.architecture,
+    modelType: config.modelType,
+    parameters,
+    bytes: sizeOnDisk(path),
+    contextLength: config.maxPositionEmbeddings,
+    layers: config.numLayers,
+    hiddenSize: config.hiddenSize,
+    vocabSize: config.vocabSize,
+    chatTemplate: chatTemplatesOf(opened.tokenizer.config) ?? null,
+    stopTokenIds: opened.stopTokenIds,
+  };
 };
 
 /** The Hub id of a Hugging Face cache snapshot (…/models--org--name/snapshots/<commit>), else undefined. */
@@ -77,7 +100,7 @@ export interface OpenModelOptions {
 /** Describes the model at `path` and records it (or, when the library has it, marks it opened now). */
 export const openLibraryModel = (store: Store, o: OpenModelOptions): OpenedModelResult => {
   const path = absolutePath(o.path);
-  const description: ModelDescription = { ...describeWithTypedErrors(path), bytes: sizeOnDisk(path) };
+  const description = describeWithTypedErrors(path);
   const metadata = metadataOf(description, nextOpenedAt(store.models.list()), o.metadata ?? {});
   const known = store.models.findByPath(path);
   const model = known
